@@ -1,0 +1,71 @@
+"""`cqr-rasa`: train, evaluate and benchmark rewriters. Argument parsing only."""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from cqr_rasa.readers import PROTOCOLS, DataError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cqr-rasa",
+        description="Contextual query rewriting: train, evaluate and benchmark the "
+                    "pointer-generator rewriter that the Rasa component uses.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a rewriter on CQR JSON, JSONL or Rasa YAML")
+    train.add_argument("--data", action="append", required=True, type=Path,
+                       help="training file (repeat for several; format detected per file)")
+    train.add_argument("--out", required=True, type=Path, help="directory to save the rewriter")
+    train.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
+    train.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    train.add_argument("--protocol", choices=PROTOCOLS, default="full",
+                       help="context protocol for CQR JSON files (default full)")
+
+    evaluate = commands.add_parser("evaluate", help="score a rewriter and the baselines")
+    evaluate.add_argument("--model", required=True, type=Path, help="saved rewriter directory")
+    evaluate.add_argument("--data", required=True, type=Path, help="evaluation file")
+    evaluate.add_argument("--protocol", choices=PROTOCOLS, default="full",
+                          help="context protocol for CQR JSON files (default full)")
+    evaluate.add_argument("--json", type=Path, help="also write the report here")
+
+    bench = commands.add_parser("benchmark", help="latency, throughput and memory vs. T5-small")
+    bench.add_argument("--model", required=True, type=Path, help="saved rewriter directory")
+    bench.add_argument("--json", type=Path, help="also write the figures here")
+    bench.add_argument("--repeats", type=int, default=200, help="timed batch-1 rewrites")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from cqr_rasa.commands import train_command
+
+            train_command(args.data, args.out, args.epochs, args.seed, args.protocol)
+        elif args.command == "evaluate":
+            from cqr_rasa.commands import evaluate_command
+
+            report = evaluate_command(args.model, args.data, args.protocol)
+            _write_json(args.json, report)
+        else:
+            from cqr_rasa.benchmark import run_benchmark
+
+            _write_json(args.json, run_benchmark(args.model, repeats=args.repeats))
+    except (DataError, ValueError, OSError) as error:
+        print(f"cqr-rasa {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _write_json(path: Optional[Path], report: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

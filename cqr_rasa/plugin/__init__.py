@@ -1,0 +1,1 @@
+"""Everything that imports rasa: the graph component and its helpers."""
