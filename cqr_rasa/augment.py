@@ -1,0 +1,86 @@
+"""Data augmentation: consistent entity-value swapping, so the network learns roles, not names."""
+import random
+import re
+from collections import defaultdict
+from typing import Dict, List, Sequence, Tuple
+
+from cqr_rasa.dialogue import EntitySpan, Example, Turn
+from cqr_rasa.features import normalize_value
+
+
+def value_pool(examples: Sequence[Example]) -> Dict[str, List[str]]:
+    """Entity type -> distinct values (as written) seen in the examples' spans."""
+    pool: Dict[str, Dict[str, str]] = defaultdict(dict)
+    for example in examples:
+        for turn in example.turns:
+            for span in turn.entities:
+                text = turn.text[span.start:span.end]
+                pool[span.entity].setdefault(normalize_value(text), text)
+    return {entity: sorted(values.values()) for entity, values in pool.items()}
+
+
+def replace_values(text: str, spans: Sequence[EntitySpan], mapping: Dict[str, str]
+                   ) -> Tuple[str, List[EntitySpan]]:
+    """Replaces every occurrence of mapping's keys (normalized values) in `text`, moving spans.
+
+    Spans covering exactly a replaced occurrence take the new value; spans that partly overlap
+    one are dropped; the others shift.
+    """
+    if not mapping:
+        return text, list(spans)
+    keys = sorted(mapping, key=len, reverse=True)
+    pattern = re.compile(r"(?<!\w)(" + "|".join(r"\s+".join(map(re.escape, k.split()))
+                                                for k in keys) + r")(?!\w)", re.IGNORECASE)
+    pieces, moves, last = [], [], 0  # moves: (old_start, old_end, new_start, new_end)
+    shift = 0
+    for match in pattern.finditer(text):
+        new = mapping[normalize_value(match.group(0))]
+        pieces.append(text[last:match.start()])
+        pieces.append(new)
+        moves.append((match.start(), match.end(), match.start() + shift,
+                      match.start() + shift + len(new)))
+        shift += len(new) - (match.end() - match.start())
+        last = match.end()
+    pieces.append(text[last:])
+    new_spans = []
+    for span in spans:
+        delta, keep = 0, True
+        for old_start, old_end, new_start, new_end in moves:
+            if (span.start, span.end) == (old_start, old_end):
+                new_spans.append(EntitySpan(new_start, new_end, span.entity))
+                keep = False
+                break
+            if span.start < old_end and span.end > old_start:
+                keep = False
+                break
+            if old_end <= span.start:
+                delta = new_end - old_end
+        if keep:
+            new_spans.append(EntitySpan(span.start + delta, span.end + delta, span.entity,
+                                        span.value))
+    return "".join(pieces), new_spans
+
+
+def swap_entities(example: Example, pool: Dict[str, List[str]], rng: random.Random,
+                  probability: float = 0.7) -> Example:
+    """A copy of `example` where some entity values are replaced, consistently everywhere."""
+    mapping: Dict[str, str] = {}
+    for turn in example.turns:
+        for span in turn.entities:
+            key = normalize_value(turn.text[span.start:span.end])
+            choices = pool.get(span.entity, [])
+            if key in mapping or len(choices) < 2 or rng.random() > probability:
+                continue
+            new = rng.choice(choices)
+            if normalize_value(new) != key:
+                mapping[key] = new
+    if not mapping:
+        return example
+    turns = []
+    for turn in example.turns:
+        text, spans = replace_values(turn.text, turn.entities, mapping)
+        turns.append(Turn(turn.speaker, text, turn.intent, spans))
+    swap = lambda s: replace_values(s, [], mapping)[0]  # noqa: E731
+    return Example(turns, swap(example.rewrite), example.id,
+                   [swap(v) for v in example.gold_values],
+                   [swap(a) for a in example.alternatives], list(example.category))

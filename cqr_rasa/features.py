@@ -1,0 +1,293 @@
+"""From dialogues to model inputs: tokens, BIO slot tags, delexicalized entity roles, ids.
+
+Everything here is pure bookkeeping on lists; `batch` turns encoded examples into tensors.
+"""
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+from cqr_rasa.dialogue import BOT, USER, Turn
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+NO_LABEL = "O"
+MAX_ROLES = 8  # ENTITYU1..ENTITYU8 and ENTITYS1..ENTITYS8; later entities share the last class
+MAX_DISTANCE = 15  # turns further back than this share one distance embedding
+
+
+class Token(NamedTuple):
+    text: str
+    start: int
+    end: int
+
+
+class Tokenizer:
+    """spaCy's rule-based English tokenizer (`spacy.blank("en")`, nothing downloaded)."""
+
+    def __init__(self) -> None:
+        import spacy
+
+        self._tokenizer = spacy.blank("en").tokenizer
+
+    def __call__(self, text: str) -> List[Token]:
+        return [
+            Token(t.text, t.idx, t.idx + len(t.text))
+            for t in self._tokenizer(text)
+            if not t.is_space
+        ]
+
+
+_ATTACH_LEFT = {",", ".", "?", "!", ";", ":", "%", ")", "]", "'s", "'S", "n't", "'re", "'ll",
+                "'ve", "'m", "'d", "...", "’s"}
+_ATTACH_RIGHT = {"(", "[", "$", "#"}
+
+
+def detokenize(words: Sequence[str]) -> str:
+    """Joins tokens into natural text: "Imagine Dragons ' latest" -> "Imagine Dragons' latest"."""
+    out: List[str] = []
+    glue_next = False
+    open_quote = False
+    for word in words:
+        if word in ("'", '"'):
+            possessive = word == "'" and out and out[-1][-1:] in ("s", "S") and not open_quote
+            if possessive or open_quote:
+                out.append(word)
+                open_quote = False if not possessive else open_quote
+                glue_next = False
+                continue
+            out.append((" " if out and not glue_next else "") + word)
+            open_quote, glue_next = True, True
+            continue
+        attach = not out or glue_next or word in _ATTACH_LEFT
+        out.append(word if attach else " " + word)
+        glue_next = word in _ATTACH_RIGHT
+    return "".join(out).strip()
+
+
+def normalize_value(text: str) -> str:
+    """Key for "same entity value": lowercase, inner whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
+@dataclass
+class Vocab:
+    """A list of strings and its inverse; index 0 is padding and index 1 unknown."""
+
+    itos: List[str]
+    stoi: Dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, counts: Counter, min_count: int, specials: Sequence[str]) -> "Vocab":
+        words = sorted((w for w, c in counts.items() if c >= min_count and w not in specials),
+                       key=lambda w: (-counts[w], w))
+        return cls(list(specials) + words)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def id(self, word: str) -> int:
+        return self.stoi.get(word, UNK_ID)
+
+
+class Source(NamedTuple):
+    """An encoded dialogue window, one entry per token (all lists have the same length)."""
+
+    words: List[str]  # surface forms, as written
+    turn_index: List[int]  # index of the turn in the input list
+    word_ids: List[int]  # input vocabulary (lowercased)
+    speaker_ids: List[int]
+    intent_ids: List[int]
+    bio_ids: List[int]  # 0 pad, 1 O, 2 B, 3 I
+    type_ids: List[int]  # slot type vocabulary
+    role_ids: List[int]  # delexicalized entity class (ENTITYU1..., ENTITYS1...)
+    distance_ids: List[int]  # 1 + turns back from the utterance (1 = the utterance itself)
+    ext_ids: List[int]  # generation vocabulary id, or len(gen) + index into `oov`
+    oov: List[str]  # lowercased source words outside the generation vocabulary
+    utterance_start: int  # position of the utterance's first token
+
+
+ROLE_NAMES = [PAD, NO_LABEL] + [f"ENTITY{s}{k}" for s in "US" for k in range(1, MAX_ROLES + 1)]
+SPEAKER_IDS = {USER: 1, BOT: 2}
+BIO_IDS = {NO_LABEL: 1, "B": 2, "I": 3}
+
+
+def entity_roles(turns: Sequence[Turn]) -> Dict[Tuple[str, str], str]:
+    """Delexicalized classes: ENTITYU1 is the first distinct value a user named, ENTITYS1 the bot's."""
+    roles: Dict[Tuple[str, str], str] = {}
+    counters = {USER: 0, BOT: 0}
+    for turn in turns:
+        for span in sorted(turn.entities, key=lambda s: s.start):
+            key = (turn.speaker, normalize_value(turn.text[span.start:span.end]))
+            if key not in roles:
+                counters[turn.speaker] = min(counters[turn.speaker] + 1, MAX_ROLES)
+                letter = "U" if turn.speaker == USER else "S"
+                roles[key] = f"ENTITY{letter}{counters[turn.speaker]}"
+    return roles
+
+
+def token_tags(tokens: Sequence[Token], turn: Turn) -> List[Optional[Tuple[str, str, str]]]:
+    """Per token: (BIO, slot type, normalized span text) for tokens inside an entity span."""
+    tags: List[Optional[Tuple[str, str, str]]] = [None] * len(tokens)
+    for span in turn.entities:
+        inside = [i for i, t in enumerate(tokens) if t.start < span.end and t.end > span.start]
+        value = normalize_value(turn.text[span.start:span.end])
+        for k, i in enumerate(inside):
+            if tags[i] is None:
+                tags[i] = ("B" if k == 0 else "I", span.entity, value)
+    return tags
+
+
+class FeatureSpace:
+    """The vocabularies and the mapping from turns to `Source` and from rewrites to target ids."""
+
+    def __init__(self, words: Vocab, gen: Vocab, intents: Vocab, types: Vocab,
+                 max_source_tokens: int = 256, max_target_tokens: int = 64) -> None:
+        self.words, self.gen, self.intents, self.types = words, gen, intents, types
+        self.max_source_tokens = max_source_tokens
+        self.max_target_tokens = max_target_tokens
+        self.tokenizer = Tokenizer()
+
+    @classmethod
+    def build(cls, dialogues: Iterable[Tuple[Sequence[Turn], str]], word_min_count: int = 2,
+              gen_min_count: int = 3, **limits: int) -> "FeatureSpace":
+        """Counts words, intents and slot types over (turns, rewrite) pairs of the training data.
+
+        The generation vocabulary keeps target words seen `gen_min_count` times; rarer words can
+        only be copied from the dialogue, which is what makes unseen entities come out verbatim.
+        """
+        tokenizer = Tokenizer()
+        word_counts: Counter = Counter()
+        gen_counts: Counter = Counter()
+        intents: Counter = Counter()
+        types: Counter = Counter()
+        for turns, rewrite in dialogues:
+            for turn in turns:
+                word_counts.update(t.text.lower() for t in tokenizer(turn.text))
+                intents[turn.intent or NO_LABEL] += 1
+                types.update(span.entity for span in turn.entities)
+            gen_counts.update(t.text.lower() for t in tokenizer(rewrite))
+        return cls(
+            Vocab.build(word_counts + gen_counts, word_min_count, (PAD, UNK)),
+            Vocab.build(gen_counts, gen_min_count, SPECIALS),
+            Vocab.build(intents, 1, (PAD, UNK)),
+            Vocab.build(types, 1, (PAD, UNK, NO_LABEL)),
+            **limits,
+        )
+
+    def encode_source(self, turns: Sequence[Turn]) -> Source:
+        """Encodes a window of turns; the last is the utterance. Oldest tokens go first if too long."""
+        roles = entity_roles(turns)
+        rows: List[Tuple] = []
+        for index, turn in enumerate(turns):
+            tokens = self.tokenizer(turn.text)
+            distance = min(len(turns) - 1 - index, MAX_DISTANCE) + 1
+            for token, tag in zip(tokens, token_tags(tokens, turn)):
+                bio, entity, value = tag if tag else (NO_LABEL, NO_LABEL, "")
+                role = roles.get((turn.speaker, value), NO_LABEL) if tag else NO_LABEL
+                rows.append((token.text, index, self.words.id(token.text.lower()),
+                             SPEAKER_IDS.get(turn.speaker, SPEAKER_IDS[USER]),
+                             self.intents.id(turn.intent or NO_LABEL), BIO_IDS[bio],
+                             self.types.id(entity), ROLE_NAMES.index(role), distance))
+        utterance_len = sum(1 for r in rows if r[1] == len(turns) - 1)
+        keep = max(self.max_source_tokens, utterance_len)
+        rows = rows[-keep:]
+        columns = list(zip(*rows)) if rows else [()] * 9
+        words = list(columns[0])
+        ext_ids, oov = self.extend(words)
+        return Source(words, list(columns[1]), list(columns[2]), list(columns[3]),
+                      list(columns[4]), list(columns[5]), list(columns[6]), list(columns[7]),
+                      list(columns[8]), ext_ids, oov, len(rows) - utterance_len)
+
+    def extend(self, words: Sequence[str]) -> Tuple[List[int], List[str]]:
+        """Extended-vocabulary ids of source words and the list of out-of-vocabulary words."""
+        oov: List[str] = []
+        ids = []
+        for word in words:
+            key = word.lower()
+            if key in self.gen.stoi:
+                ids.append(self.gen.stoi[key])
+            else:
+                if key not in oov:
+                    oov.append(key)
+                ids.append(len(self.gen) + oov.index(key))
+        return ids, oov
+
+    def encode_target(self, text: str, source: Source) -> List[int]:
+        """Target ids over the extended vocabulary, ending in EOS; uncopyable rare words are UNK."""
+        ids = []
+        for token in self.tokenizer(text)[: self.max_target_tokens - 1]:
+            key = token.text.lower()
+            if key in self.gen.stoi:
+                ids.append(self.gen.stoi[key])
+            elif key in source.oov:
+                ids.append(len(self.gen) + source.oov.index(key))
+            else:
+                ids.append(UNK_ID)
+        return ids + [EOS_ID]
+
+    def to_dict(self) -> Dict:
+        return {"words": self.words.itos, "gen": self.gen.itos, "intents": self.intents.itos,
+                "types": self.types.itos, "max_source_tokens": self.max_source_tokens,
+                "max_target_tokens": self.max_target_tokens}
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "FeatureSpace":
+        return cls(Vocab(data["words"]), Vocab(data["gen"]), Vocab(data["intents"]),
+                   Vocab(data["types"]), int(data["max_source_tokens"]),
+                   int(data["max_target_tokens"]))
+
+
+class Batch(NamedTuple):
+    """Padded tensors for a batch; `features` stacks the seven per-token id columns."""
+
+    features: torch.Tensor  # (batch, src_len, 7) long
+    source_mask: torch.Tensor  # (batch, src_len) bool, True on real tokens
+    utterance_mask: torch.Tensor  # (batch, src_len) bool, True on the utterance's tokens
+    ext_ids: torch.Tensor  # (batch, src_len) long
+    max_oov: int
+    targets: Optional[torch.Tensor]  # (batch, tgt_len) long, PAD after EOS
+    needs_rewrite: Optional[torch.Tensor]  # (batch,) float
+
+
+FEATURE_COLUMNS = ("word_ids", "speaker_ids", "intent_ids", "bio_ids", "type_ids", "role_ids",
+                   "distance_ids")
+
+
+def make_batch(sources: Sequence[Source], targets: Optional[Sequence[List[int]]] = None,
+               needs_rewrite: Optional[Sequence[bool]] = None) -> Batch:
+    """Pads encoded sources (and targets) into one `Batch`."""
+    length = max(1, max(len(s.words) for s in sources))
+    features = torch.zeros(len(sources), length, len(FEATURE_COLUMNS), dtype=torch.long)
+    ext = torch.zeros(len(sources), length, dtype=torch.long)
+    utterance = torch.zeros(len(sources), length, dtype=torch.bool)
+    for b, source in enumerate(sources):
+        n = len(source.words)
+        if n:
+            columns = [getattr(source, name) for name in FEATURE_COLUMNS]
+            features[b, :n] = torch.tensor(columns, dtype=torch.long).T
+            ext[b, :n] = torch.tensor(source.ext_ids)
+            utterance[b, source.utterance_start:n] = True
+    target_tensor = None
+    if targets is not None:
+        target_tensor = torch.zeros(len(targets), max(len(t) for t in targets), dtype=torch.long)
+        for b, target in enumerate(targets):
+            target_tensor[b, : len(target)] = torch.tensor(target)
+    flags = None if needs_rewrite is None else torch.tensor(needs_rewrite, dtype=torch.float)
+    return Batch(features, features[..., 0] != PAD_ID, utterance, ext,
+                 max(len(s.oov) for s in sources), target_tensor, flags)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Collapses whitespace and drops control characters (the tokenizer must never see NUL)."""
+    text = "".join(c if c.isprintable() or c in "\t\n " else " " for c in text)
+    return _SPACE.sub(" ", text).strip()

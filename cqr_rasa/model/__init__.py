@@ -1,0 +1,5 @@
+"""The network and its decoding; imports torch, never rasa."""
+from cqr_rasa.model.decoding import Hypothesis, beam_search, greedy
+from cqr_rasa.model.network import Losses, NetworkConfig, PointerGenerator
+
+__all__ = ["Hypothesis", "Losses", "NetworkConfig", "PointerGenerator", "beam_search", "greedy"]

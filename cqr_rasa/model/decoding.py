@@ -1,0 +1,111 @@
+"""Greedy and beam decoding with repeated-n-gram blocking."""
+from typing import List, NamedTuple, Sequence
+
+import torch
+
+from cqr_rasa.features import BOS_ID, EOS_ID, UNK_ID, Batch
+from cqr_rasa.model.network import NEG, Encoded, PointerGenerator, extended_logp
+
+
+class Hypothesis(NamedTuple):
+    """A decoded rewrite: extended-vocabulary ids (no EOS) and attention rows per id; `logps`
+    holds one log-probability per id plus one for EOS when the hypothesis finished."""
+
+    ids: List[int]
+    logps: List[float]
+    attention: List[torch.Tensor]  # one (src_len,) row per output id
+    copied: List[bool]  # whether copying outweighed generation for that id
+
+    @property
+    def score(self) -> float:
+        return sum(self.logps) / (len(self.logps) + 1)
+
+
+def _blocked(ids: Sequence[int], n: int) -> List[int]:
+    """Ids that would repeat an n-gram already in `ids`."""
+    if n <= 0 or len(ids) < n - 1:
+        return []
+    prefix = tuple(ids[len(ids) - n + 1:]) if n > 1 else ()
+    return [ids[i + n - 1] for i in range(len(ids) - n + 1) if tuple(ids[i:i + n - 1]) == prefix]
+
+
+@torch.no_grad()
+def greedy(model: PointerGenerator, batch: Batch, encoded: Encoded, max_len: int,
+           no_repeat_ngram: int = 3) -> List[Hypothesis]:
+    """Decodes a whole batch greedily."""
+    gen_vocab = model.config.gen_vocab
+    projected = model.attn_states(encoded.states)
+    state = model.initial_state(encoded)
+    size = batch.ext_ids.size(0)
+    prev = torch.full((size,), BOS_ID, dtype=torch.long)
+    hyps = [Hypothesis([], [], [], []) for _ in range(size)]
+    done = [False] * size
+    for _ in range(max_len):
+        step = model.step(encoded, projected, state, prev)
+        logp = extended_logp(step, batch.ext_ids, gen_vocab, batch.max_oov)
+        logp[:, UNK_ID] = NEG
+        for b in range(size):
+            for banned in _blocked(hyps[b].ids, no_repeat_ngram):
+                logp[b, banned] = NEG
+        best = logp.argmax(-1)
+        for b in range(size):
+            if done[b]:
+                continue
+            token = int(best[b])
+            if token == EOS_ID:
+                hyps[b].logps.append(float(logp[b, token]))
+                done[b] = True
+                continue
+            hyps[b].ids.append(token)
+            hyps[b].logps.append(float(logp[b, token]))
+            hyps[b].attention.append(step.attn[b])
+            hyps[b].copied.append(bool(step.log_p_copy[b] > step.log_p_gen[b]))
+        if all(done):
+            break
+        state, prev = step.state, best
+    return hyps
+
+
+@torch.no_grad()
+def beam_search(model: PointerGenerator, batch: Batch, encoded: Encoded, beam_size: int,
+                max_len: int, no_repeat_ngram: int = 3) -> Hypothesis:
+    """Beam search for a batch of one dialogue; returns the best finished hypothesis."""
+    gen_vocab = model.config.gen_vocab
+    beams = [Hypothesis([], [], [], [])]
+    state = model.initial_state(encoded)
+    finished: List[Hypothesis] = []
+    for _ in range(max_len):
+        k = len(beams)
+        expanded = encoded._replace(states=encoded.states.expand(k, -1, -1),
+                                    mask=encoded.mask.expand(k, -1))
+        projected = model.attn_states(expanded.states)
+        prev = torch.tensor([h.ids[-1] if h.ids else BOS_ID for h in beams])
+        step = model.step(expanded, projected, state, prev)
+        logp = extended_logp(step, batch.ext_ids.expand(k, -1), gen_vocab, batch.max_oov)
+        logp[:, UNK_ID] = NEG
+        for b, hyp in enumerate(beams):
+            for banned in _blocked(hyp.ids, no_repeat_ngram):
+                logp[b, banned] = NEG
+        totals = logp + torch.tensor([sum(h.logps) for h in beams]).unsqueeze(1)
+        top = totals.view(-1).topk(min(2 * beam_size, totals.numel()))
+        candidates, rows = [], []
+        for flat in top.indices.tolist():
+            b, token = divmod(flat, logp.size(1))
+            hyp = beams[b]
+            if token == EOS_ID:
+                finished.append(hyp._replace(logps=hyp.logps + [float(logp[b, token])]))
+                continue
+            candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [float(logp[b, token])],
+                                         hyp.attention + [step.attn[b]],
+                                         hyp.copied + [bool(step.log_p_copy[b] > step.log_p_gen[b])]))
+            rows.append(b)
+            if len(candidates) == beam_size:
+                break
+        if len(finished) >= beam_size or not candidates:
+            break
+        index = torch.tensor(rows)
+        beams = candidates
+        state = step.state._replace(h=step.state.h[index], c=step.state.c[index],
+                                    context=step.state.context[index],
+                                    coverage=step.state.coverage[index])
+    return max(finished or beams, key=lambda h: h.score)

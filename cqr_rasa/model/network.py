@@ -1,0 +1,189 @@
+"""The pointer-generator network: a BiLSTM over the dialogue, an attention LSTM decoder with
+coverage, and a learned switch mixing generation and copying (See et al. 2017; Rastogi et al. 2019).
+"""
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cqr_rasa.features import BIO_IDS, EOS_ID, MAX_DISTANCE, PAD_ID, ROLE_NAMES, SPEAKER_IDS, Batch
+
+NEG = -1e4  # log-probability of an impossible choice: finite, so gradients never become NaN
+
+
+@dataclass
+class NetworkConfig:
+    """Sizes of the network (vocabulary sizes come from the FeatureSpace)."""
+
+    word_vocab: int
+    gen_vocab: int
+    intent_vocab: int
+    type_vocab: int
+    word_dim: int = 128
+    feature_dim: int = 16
+    hidden: int = 192
+    dropout: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Encoded(NamedTuple):
+    states: torch.Tensor  # (batch, src_len, 2*hidden)
+    mask: torch.Tensor  # (batch, src_len) bool
+    init: Tuple[torch.Tensor, torch.Tensor]  # decoder (h, c), each (batch, hidden)
+    rewrite_logit: torch.Tensor  # (batch,)
+
+
+class DecoderState(NamedTuple):
+    h: torch.Tensor  # (batch, hidden)
+    c: torch.Tensor  # (batch, hidden)
+    context: torch.Tensor  # (batch, 2*hidden)
+    coverage: torch.Tensor  # (batch, src_len)
+
+
+class Step(NamedTuple):
+    """One decoder step: the switch and the two distributions, all as log-probabilities."""
+
+    log_p_gen: torch.Tensor  # (batch,)
+    log_p_copy: torch.Tensor  # (batch,) = log(1 - p_gen)
+    vocab_logp: torch.Tensor  # (batch, gen_vocab)
+    attn_logp: torch.Tensor  # (batch, src_len), NEG on padding
+    attn: torch.Tensor  # (batch, src_len)
+    state: DecoderState
+
+
+class PointerGenerator(nn.Module):
+    """Encodes a dialogue window and scores rewrites token by token over an extended vocabulary."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, f, h = config.word_dim, config.feature_dim, config.hidden
+        self.word_embedding = nn.Embedding(config.word_vocab, d, padding_idx=PAD_ID)
+        self.feature_embeddings = nn.ModuleList([
+            nn.Embedding(len(SPEAKER_IDS) + 1, f, padding_idx=0),
+            nn.Embedding(config.intent_vocab, f, padding_idx=0),
+            nn.Embedding(len(BIO_IDS) + 1, f, padding_idx=0),
+            nn.Embedding(config.type_vocab, f, padding_idx=0),
+            nn.Embedding(len(ROLE_NAMES), f, padding_idx=0),
+            nn.Embedding(MAX_DISTANCE + 2, f, padding_idx=0),
+        ])
+        self.encoder = nn.LSTM(d + 6 * f, h, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(4 * h, 2 * h)
+        self.rewrite_head = nn.Sequential(nn.Linear(4 * h, h), nn.Tanh(), nn.Linear(h, 1))
+        self.target_embedding = nn.Embedding(config.gen_vocab, d, padding_idx=PAD_ID)
+        self.decoder = nn.LSTMCell(d + 2 * h, h)
+        self.attn_states = nn.Linear(2 * h, h, bias=False)
+        self.attn_query = nn.Linear(h, h)
+        self.attn_coverage = nn.Linear(1, h, bias=False)
+        self.attn_v = nn.Linear(h, 1, bias=False)
+        self.out = nn.Sequential(nn.Linear(3 * h, h), nn.Tanh(), nn.Linear(h, config.gen_vocab))
+        self.switch = nn.Linear(3 * h + d, 1)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def encode(self, batch: Batch) -> Encoded:
+        feats = batch.features
+        # shape: (batch, src_len, word_dim + 6 * feature_dim)
+        x = torch.cat([self.word_embedding(feats[..., 0])]
+                      + [emb(feats[..., i + 1]) for i, emb in enumerate(self.feature_embeddings)],
+                      dim=-1)
+        lengths = batch.source_mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.encoder(packed)
+        # shape: (batch, src_len, 2 * hidden)
+        states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
+                                                     total_length=feats.size(1))
+        pooled = torch.cat([_masked_max(states, batch.utterance_mask),
+                            _masked_max(states, batch.source_mask)], dim=-1)
+        h0, c0 = torch.tanh(self.bridge(pooled)).chunk(2, dim=-1)
+        return Encoded(states, batch.source_mask, (h0, c0), self.rewrite_head(pooled).squeeze(-1))
+
+    def initial_state(self, encoded: Encoded) -> DecoderState:
+        batch, src_len, width = encoded.states.shape
+        zeros = encoded.states.new_zeros
+        return DecoderState(encoded.init[0], encoded.init[1], zeros(batch, width),
+                            zeros(batch, src_len))
+
+    def step(self, encoded: Encoded, projected: torch.Tensor, state: DecoderState,
+             prev_ids: torch.Tensor) -> Step:
+        """One decoding step. `projected` is `attn_states(encoded.states)`, computed once."""
+        gen_ids = prev_ids.masked_fill(prev_ids >= self.config.gen_vocab, 1)  # copied OOV -> UNK
+        emb = self.dropout(self.target_embedding(gen_ids))
+        h, c = self.decoder(torch.cat([emb, state.context], dim=-1), (state.h, state.c))
+        # shape: (batch, src_len, hidden)
+        energy = torch.tanh(projected + self.attn_query(h).unsqueeze(1)
+                            + self.attn_coverage(state.coverage.unsqueeze(-1)))
+        scores = self.attn_v(energy).squeeze(-1).masked_fill(~encoded.mask, float("-inf"))
+        attn_logp = F.log_softmax(scores, dim=-1).masked_fill(~encoded.mask, NEG)
+        attn = attn_logp.exp()
+        # shape: (batch, 2 * hidden)
+        context = torch.bmm(attn.unsqueeze(1), encoded.states).squeeze(1)
+        features = torch.cat([self.dropout(h), context], dim=-1)
+        switch = self.switch(torch.cat([features, emb], dim=-1)).squeeze(-1)
+        return Step(F.logsigmoid(switch), F.logsigmoid(-switch),
+                    F.log_softmax(self.out(features), dim=-1), attn_logp, attn,
+                    DecoderState(h, c, context, state.coverage + attn))
+
+    def forward(self, batch: Batch) -> "Losses":
+        """Teacher-forced losses: negative log-likelihood, coverage and the rewrite decision."""
+        assert batch.targets is not None and batch.needs_rewrite is not None
+        encoded = self.encode(batch)
+        projected = self.attn_states(encoded.states)
+        state = self.initial_state(encoded)
+        prev = torch.full_like(batch.targets[:, 0], 2)  # BOS
+        nll, coverage = [], []
+        for t in range(batch.targets.size(1)):
+            target = batch.targets[:, t]
+            step = self.step(encoded, projected, state, prev)
+            coverage.append(torch.minimum(step.attn, state.coverage).sum(-1))
+            nll.append(-target_logp(step, target, batch.ext_ids, self.config.gen_vocab))
+            state, prev = step.state, target
+        mask = (batch.targets != PAD_ID).float()
+        tokens = mask.sum().clamp(min=1)
+        return Losses(
+            (torch.stack(nll, 1) * mask).sum() / tokens,
+            (torch.stack(coverage, 1) * mask).sum() / tokens,
+            F.binary_cross_entropy_with_logits(encoded.rewrite_logit, batch.needs_rewrite),
+        )
+
+
+class Losses(NamedTuple):
+    nll: torch.Tensor
+    coverage: torch.Tensor
+    rewrite: torch.Tensor
+
+
+def target_logp(step: Step, target: torch.Tensor, ext_ids: torch.Tensor,
+                gen_vocab: int) -> torch.Tensor:
+    """log P(target) = logsumexp(log p_gen + log P_vocab, log(1 - p_gen) + log P_copy)."""
+    in_vocab = target < gen_vocab
+    vocab_logp = step.vocab_logp.gather(1, target.clamp(max=gen_vocab - 1).unsqueeze(1)).squeeze(1)
+    vocab_logp = vocab_logp.masked_fill(~in_vocab, NEG)
+    # shape: (batch, src_len): log attention on the positions holding the target word
+    hits = ext_ids == target.unsqueeze(1)
+    copy_logp = torch.logsumexp(step.attn_logp.masked_fill(~hits, NEG), dim=-1)
+    return torch.logaddexp(step.log_p_gen + vocab_logp, step.log_p_copy + copy_logp)
+
+
+def extended_logp(step: Step, ext_ids: torch.Tensor, gen_vocab: int, max_oov: int) -> torch.Tensor:
+    """The full distribution over generation vocabulary + source OOV words, in log space."""
+    batch = ext_ids.size(0)
+    vocab = torch.cat([step.vocab_logp, step.vocab_logp.new_full((batch, max_oov), NEG)], dim=1)
+    # shape: (batch, gen_vocab + max_oov): attention mass summed per extended id
+    copy = step.attn.new_zeros(batch, gen_vocab + max_oov).scatter_add(1, ext_ids, step.attn)
+    copy_logp = torch.where(copy > 0, copy.clamp(min=1e-30).log(), copy.new_tensor(NEG))
+    return torch.logaddexp(step.log_p_gen.unsqueeze(1) + vocab,
+                           step.log_p_copy.unsqueeze(1) + copy_logp)
+
+
+def _masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # shape: (batch, 2 * hidden)
+    return states.masked_fill(~mask.unsqueeze(-1), -1e4).max(dim=1).values
+
+
+__all__ = ["NetworkConfig", "PointerGenerator", "Losses", "Step", "target_logp", "extended_logp",
+           "EOS_ID", "NEG"]

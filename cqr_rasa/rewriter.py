@@ -1,0 +1,205 @@
+"""Rewriter: the one object the Rasa component, the CLI and the evaluation use.
+
+`Rewriter.rewrite(turns)` takes a dialogue whose last turn is the user utterance and returns a
+`Rewrite`; `save`/`load` keep weights in safetensors and everything else in validated JSON.
+"""
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cqr_rasa.dialogue import Rewrite, Turn
+from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize, make_batch
+from cqr_rasa.model import NetworkConfig, PointerGenerator, beam_search, greedy
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "rewriter.json"
+
+
+class ModelFileError(ValueError):
+    """A saved rewriter that cannot be loaded; the message names the file and the fix."""
+
+
+@dataclass
+class RewriterConfig:
+    """How the trained network is used at run time."""
+
+    max_history_turns: int = 8  # context turns kept before the utterance
+    beam_size: int = 1  # 1 = greedy decoding
+    rewrite_threshold: float = 0.5  # rewrite only when P(rewrite needed) reaches this
+    no_repeat_ngram: int = 3  # never emit the same n-gram twice (0 = allow)
+
+    def __post_init__(self) -> None:
+        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+        if not 0.0 <= float(self.rewrite_threshold) <= 1.0:
+            raise ValueError(f"`rewrite_threshold` must be within [0, 1], "
+                             f"got {self.rewrite_threshold!r}.")
+
+
+class Rewriter:
+    """A trained pointer-generator with its vocabularies and run-time settings."""
+
+    def __init__(self, features: FeatureSpace, network: PointerGenerator,
+                 config: Optional[RewriterConfig] = None) -> None:
+        self.features = features
+        self.network = network.eval()
+        self.config = config or RewriterConfig()
+
+    def rewrite(self, turns: Sequence[Turn]) -> Rewrite:
+        """Rewrites the last turn of `turns` so it needs none of the earlier ones."""
+        return self.rewrite_batch([turns])[0]
+
+    def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]]) -> List[Rewrite]:
+        """Rewrites many dialogues at once (greedy decoding is batched; beam search is not)."""
+        results: List[Optional[Rewrite]] = [None] * len(dialogues)
+        pending: List[Tuple[int, List[Turn], int]] = []
+        for i, turns in enumerate(dialogues):
+            window, offset = self._window(turns)
+            if len(window) < 2 or not window[-1].text:
+                text = window[-1].text if window else ""
+                results[i] = Rewrite(text, 1.0, False)
+            else:
+                pending.append((i, window, offset))
+        if pending:
+            sources = [self.features.encode_source(window) for _, window, _ in pending]
+            for (i, window, offset), rewrite in zip(pending, self._decode(sources, pending)):
+                results[i] = rewrite
+        return results  # type: ignore[return-value]
+
+    def _window(self, turns: Sequence[Turn]) -> Tuple[List[Turn], int]:
+        """The last `max_history_turns` context turns plus the utterance, with clean text."""
+        keep = list(turns)[-(self.config.max_history_turns + 1):]
+        window = []
+        for turn in keep:
+            text = clean_text(turn.text)
+            entities = turn.entities if text == turn.text else []
+            window.append(Turn(turn.speaker, text, turn.intent, entities))
+        return window, len(turns) - len(keep)
+
+    @torch.no_grad()
+    def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
+                ) -> List[Rewrite]:
+        batch = make_batch(sources)
+        encoded = self.network.encode(batch)
+        p_rewrite = torch.sigmoid(encoded.rewrite_logit).tolist()
+        max_len = self.features.max_target_tokens
+        if self.config.beam_size > 1:
+            hyps = []
+            for b in range(len(sources)):
+                one = make_batch([sources[b]])
+                hyps.append(beam_search(self.network, one, self.network.encode(one),
+                                        self.config.beam_size, max_len,
+                                        self.config.no_repeat_ngram))
+        else:
+            hyps = greedy(self.network, batch, encoded, max_len, self.config.no_repeat_ngram)
+        out = []
+        for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
+            utterance = window[-1].text
+            if p < self.config.rewrite_threshold:
+                out.append(Rewrite(utterance, 1.0 - p, False, rewrite_probability=p))
+                continue
+            words, turns = [], []
+            for position, (token, attention, copied) in enumerate(
+                    zip(hyp.ids, hyp.attention, hyp.copied)):
+                word, turn = surface(token, attention, source, self.features, position == 0)
+                words.append(word)
+                turns.append(turn if copied else None)
+            text = detokenize(words)
+            confidence = p * math.exp(sum(hyp.logps) / max(1, len(hyp.logps)))
+            if not text or " ".join(text.split()) == utterance:
+                out.append(Rewrite(utterance, confidence, False, rewrite_probability=p))
+                continue
+            own = {w.lower() for w in source.words[source.utterance_start:]}
+            sources_of = {k: (None if t is None else t + offset)
+                          for k, (w, t) in enumerate(zip(words, turns)) if w.lower() not in own}
+            out.append(Rewrite(text, confidence, True, words, sources_of, p))
+        return out
+
+    def save(self, directory: Union[str, Path]) -> Path:
+        """Writes `weights.safetensors` and `rewriter.json` (config, vocabularies, checksum)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = directory / WEIGHTS_FILE
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(weights))
+        meta = {"format_version": FORMAT_VERSION, "network": self.network.config.to_dict(),
+                "features": self.features.to_dict(), "rewriter": asdict(self.config),
+                "weights_sha256": _sha256(weights)}
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: Union[str, Path], **overrides: object) -> "Rewriter":
+        """Loads a saved rewriter; `overrides` replace `RewriterConfig` fields."""
+        directory = Path(directory)
+        config_path, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        for path in (config_path, weights):
+            if not path.is_file():
+                raise ModelFileError(f"{path}: missing. A rewriter directory holds {CONFIG_FILE} "
+                                     f"and {WEIGHTS_FILE}, as written by `cqr-rasa train`.")
+        try:
+            meta = json.loads(config_path.read_text(encoding="utf-8"))
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ModelFileError(f"{config_path}: format_version {meta.get('format_version')!r}"
+                                     f" is not {FORMAT_VERSION}; retrain with this cqr_rasa.")
+            network_config = NetworkConfig(**meta["network"])
+            features = FeatureSpace.from_dict(meta["features"])
+            known = {f.name for f in fields(RewriterConfig)}
+            settings = {k: v for k, v in {**meta["rewriter"], **overrides}.items() if k in known}
+            config = RewriterConfig(**settings)
+        except ModelFileError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ModelFileError(f"{config_path}: not a valid rewriter config ({error!r}); "
+                                 f"retrain with `cqr-rasa train`.") from error
+        if _sha256(weights) != meta.get("weights_sha256"):
+            raise ModelFileError(f"{weights}: checksum differs from the one in {CONFIG_FILE}; "
+                                 f"the file is truncated or was altered. Retrain or restore it.")
+        try:
+            state = load_file(str(weights))
+            network = PointerGenerator(network_config)
+            network.load_state_dict(state)
+        except (SafetensorError, RuntimeError, OSError) as error:
+            raise ModelFileError(f"{weights}: cannot be loaded ({error}); retrain.") from error
+        return cls(features, network, config)
+
+
+def surface(token: int, attention: torch.Tensor, source: Source, features: FeatureSpace,
+            first: bool) -> Tuple[str, Optional[int]]:
+    """The written form of an output id and the turn it was copied from (None if not in source).
+
+    A copied word keeps its exact spelling; a common word is taken from the dialogue only where it
+    is not capitalized merely for starting a turn.
+    """
+    hits = [i for i, e in enumerate(source.ext_ids) if e == token]
+    gen = features.gen
+    if not hits:
+        return gen.itos[token], None
+    if token < len(gen) and not first:
+        inner = [i for i in hits if i > 0 and source.turn_index[i - 1] == source.turn_index[i]]
+        if not inner:
+            return gen.itos[token], source.turn_index[hits[0]]
+        hits = inner
+    best = max(hits, key=lambda i: float(attention[i]))
+    return source.words[best], source.turn_index[best]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe(rewriter: Rewriter) -> Dict[str, int]:
+    """Sizes worth printing: parameters and vocabularies."""
+    return {"parameters": sum(p.numel() for p in rewriter.network.parameters()),
+            "input_vocabulary": len(rewriter.features.words),
+            "generation_vocabulary": len(rewriter.features.gen)}

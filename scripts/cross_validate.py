@@ -1,0 +1,62 @@
+"""K-fold cross-validation of the rewriter on one data file (tuning on the CQR dev split).
+
+    .venv/bin/python scripts/cross_validate.py ../shared/data/cqr/cqr_kvret_dev_public.json \
+        --folds 5 --protocol full --json bench_out/cv.json [--set key=value ...]
+
+`--set` overrides TrainConfig / RewriterConfig fields (e.g. --set swapped_copies=2).
+Prints the pooled report (every example scored once, by the fold that held it out).
+"""
+import argparse
+import json
+import random
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from cqr_rasa.evaluation import evaluate_systems, format_table, heuristic, identity, per_example
+from cqr_rasa.readers import read_examples
+from cqr_rasa.rewriter import RewriterConfig
+from cqr_rasa.training import TrainConfig, predict, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--protocol", default="full")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--set", action="append", default=[])
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    train_kw, rewrite_kw = {}, {}
+    for cls, target in ((TrainConfig, train_kw), (RewriterConfig, rewrite_kw)):
+        for f in fields(cls):
+            if f.name in overrides:
+                target[f.name] = type(f.default)(overrides[f.name])
+    examples = read_examples(args.data, args.protocol)
+    order = list(range(len(examples)))
+    random.Random(args.seed).shuffle(order)
+    predictions = [""] * len(examples)
+    started = time.perf_counter()
+    for fold in range(args.folds):
+        held = set(order[fold::args.folds])
+        trained = train([e for i, e in enumerate(examples) if i not in held],
+                        TrainConfig(**train_kw), RewriterConfig(**rewrite_kw), progress=False)
+        held_ids = sorted(held)
+        for i, text in zip(held_ids, predict(trained, [examples[i] for i in held_ids])):
+            predictions[i] = text
+        print(f"fold {fold + 1}/{args.folds} done at {time.perf_counter() - started:.0f} s",
+              flush=True)
+    report = evaluate_systems(examples, {"model": lambda _: predictions,
+                                         "identity": per_example(identity),
+                                         "heuristic": per_example(heuristic)})
+    report["settings"] = overrides
+    print(format_table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
