@@ -155,9 +155,9 @@ class FeatureSpace:
         self.tokenizer = Tokenizer()
 
     @classmethod
-    def build(cls, dialogues: Iterable[Tuple[Sequence[Turn], str]], word_min_count: int = 2,
-              gen_min_count: int = 3, **limits: int) -> "FeatureSpace":
-        """Counts words, intents and slot types over (turns, rewrite) pairs of the training data.
+    def build(cls, dialogues: Iterable[Tuple[Sequence[Turn], Sequence[str]]],
+              word_min_count: int = 2, gen_min_count: int = 3, **limits: int) -> "FeatureSpace":
+        """Counts words, intents and slot types over (turns, rewrites) of the training data.
 
         The generation vocabulary keeps target words seen `gen_min_count` times; rarer words can
         only be copied from the dialogue, which is what makes unseen entities come out verbatim.
@@ -167,16 +167,17 @@ class FeatureSpace:
         gen_counts: Counter = Counter()
         intents: Counter = Counter()
         types: Counter = Counter()
-        for turns, rewrite in dialogues:
+        for turns, rewrites in dialogues:
             for turn in turns:
                 word_counts.update(t.text.lower() for t in tokenizer(turn.text))
                 intents[turn.intent or NO_LABEL] += 1
                 types.update(span.entity for span in turn.entities)
-            gen_counts.update(t.text.lower() for t in tokenizer(rewrite))
+            for rewrite in rewrites:
+                gen_counts.update(t.text.lower() for t in tokenizer(rewrite))
         return cls(
             Vocab.build(word_counts + gen_counts, word_min_count, (PAD, UNK)),
             Vocab.build(gen_counts, gen_min_count, SPECIALS),
-            Vocab.build(intents, 1, (PAD, UNK)),
+            Vocab.build(intents, 1, (PAD, UNK, NO_LABEL)),
             Vocab.build(types, 1, (PAD, UNK, NO_LABEL)),
             **limits,
         )
@@ -193,7 +194,7 @@ class FeatureSpace:
                 role = roles.get((turn.speaker, value), NO_LABEL) if tag else NO_LABEL
                 rows.append((token.text, index, self.words.id(token.text.lower()),
                              SPEAKER_IDS.get(turn.speaker, SPEAKER_IDS[USER]),
-                             self.intents.id(turn.intent or NO_LABEL), BIO_IDS[bio],
+                             self._intent_id(turn.intent), BIO_IDS[bio],
                              self.types.id(entity), ROLE_NAMES.index(role), distance))
         utterance_len = sum(1 for r in rows if r[1] == len(turns) - 1)
         keep = max(self.max_source_tokens, utterance_len)
@@ -204,6 +205,10 @@ class FeatureSpace:
         return Source(words, list(columns[1]), list(columns[2]), list(columns[3]),
                       list(columns[4]), list(columns[5]), list(columns[6]), list(columns[7]),
                       list(columns[8]), ext_ids, oov, len(rows) - utterance_len)
+
+    def _intent_id(self, intent: Optional[str]) -> int:
+        """Unknown intents count as no intent: training data often has none on its turns."""
+        return self.intents.stoi.get(intent or NO_LABEL, self.intents.stoi[NO_LABEL])
 
     def extend(self, words: Sequence[str]) -> Tuple[List[int], List[str]]:
         """Extended-vocabulary ids of source words and the list of out-of-vocabulary words."""

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from cqr_rasa.dialogue import Rewrite, Turn
 from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize, make_batch
-from cqr_rasa.model import NetworkConfig, PointerGenerator, beam_search, greedy
+from cqr_rasa.model import NetworkConfig, PointerGenerator, beam_search, greedy, torch_threads
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -35,9 +35,11 @@ class RewriterConfig:
     beam_size: int = 1  # 1 = greedy decoding
     rewrite_threshold: float = 0.5  # rewrite only when P(rewrite needed) reaches this
     no_repeat_ngram: int = 3  # never emit the same n-gram twice (0 = allow)
+    threads: int = 1  # torch intra-op threads while rewriting
 
     def __post_init__(self) -> None:
-        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0)):
+        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0),
+                          ("threads", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
@@ -72,7 +74,9 @@ class Rewriter:
                 pending.append((i, window, offset))
         if pending:
             sources = [self.features.encode_source(window) for _, window, _ in pending]
-            for (i, window, offset), rewrite in zip(pending, self._decode(sources, pending)):
+            with torch_threads(self.config.threads):
+                decoded = self._decode(sources, pending)
+            for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
 

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from cqr_rasa.augment import swap_entities, value_pool
 from cqr_rasa.dialogue import Example
 from cqr_rasa.features import Batch, FeatureSpace, Source, make_batch
-from cqr_rasa.model import NetworkConfig, PointerGenerator
+from cqr_rasa.model import NetworkConfig, PointerGenerator, torch_threads
 from cqr_rasa.rewriter import Rewriter, RewriterConfig
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class TrainConfig:
     word_dim: int = 128
     dropout: float = 0.25
     gen_min_count: int = 3
+    threads: int = 1  # torch intra-op threads while training
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -52,6 +53,13 @@ def train(examples: Sequence[Example], config: Optional[TrainConfig] = None,
           initial: Optional[Rewriter] = None) -> Rewriter:
     """Trains a rewriter on `examples` (fine-tunes `initial` when given, keeping its vocabulary)."""
     config = config or TrainConfig()
+    with torch_threads(config.threads):
+        return _train(examples, config, rewriter_config, progress, initial)
+
+
+def _train(examples: Sequence[Example], config: TrainConfig,
+           rewriter_config: Optional[RewriterConfig], progress: bool,
+           initial: Optional[Rewriter]) -> Rewriter:
     if not examples:
         raise ValueError("No training examples: give at least one dialogue with a rewrite.")
     rng = random.Random(config.seed)
@@ -64,7 +72,7 @@ def train(examples: Sequence[Example], config: Optional[TrainConfig] = None,
     window = rewriter_config.max_history_turns + 1
     if initial is None:
         features = FeatureSpace.build(
-            ((e.turns[-window:], target) for e in trn for target in [e.rewrite] + e.alternatives),
+            ((e.turns[-window:], [e.rewrite] + e.alternatives) for e in trn),
             gen_min_count=config.gen_min_count)
         network = PointerGenerator(NetworkConfig(
             len(features.words), len(features.gen), len(features.intents), len(features.types),
@@ -80,10 +88,10 @@ def train(examples: Sequence[Example], config: Optional[TrainConfig] = None,
     bar = tqdm(range(config.epochs), desc="training rewriter", unit="epoch", disable=not progress)
     for epoch in bar:
         items = _epoch_items(originals, pool, config, encode, rng)
-        rng.shuffle(items)
         network.train()
         total = 0.0
-        for batch in _batches(features, items, config.batch_size):
+        for batch in _batches(features, _bucketed(items, config.batch_size, rng),
+                              config.batch_size):
             losses = network(batch)
             loss = (losses.nll + config.coverage_weight * losses.coverage
                     + config.rewrite_weight * losses.rewrite)
@@ -121,6 +129,17 @@ def _epoch_items(originals: Sequence[Tuple[Example, Source]], pool, config: Trai
             for target in [variant.rewrite] + rng.sample(variant.alternatives, k):
                 items.append((variant_source, target, variant.needs_rewrite))
     return items
+
+
+def _bucketed(items: List[Item], size: int, rng: random.Random) -> List[Item]:
+    """Shuffled items, ordered so each run of `size` has similar source lengths (less padding)."""
+    rng.shuffle(items)
+    chunks = []
+    for start in range(0, len(items), size * 16):
+        pool = sorted(items[start:start + size * 16], key=lambda item: len(item[0].words))
+        chunks.extend(pool[i:i + size] for i in range(0, len(pool), size))
+    rng.shuffle(chunks)
+    return [item for chunk in chunks for item in chunk]
 
 
 def _batches(features: FeatureSpace, items: Sequence[Item], size: int) -> Iterator[Batch]:

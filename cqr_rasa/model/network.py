@@ -2,13 +2,13 @@
 coverage, and a learned switch mixing generation and copying (See et al. 2017; Rastogi et al. 2019).
 """
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cqr_rasa.features import BIO_IDS, EOS_ID, MAX_DISTANCE, PAD_ID, ROLE_NAMES, SPEAKER_IDS, Batch
+from cqr_rasa.features import BIO_IDS, BOS_ID, EOS_ID, MAX_DISTANCE, PAD_ID, ROLE_NAMES, SPEAKER_IDS, Batch
 
 NEG = -1e4  # log-probability of an impossible choice: finite, so gradients never become NaN
 
@@ -24,6 +24,7 @@ class NetworkConfig:
     word_dim: int = 128
     feature_dim: int = 16
     hidden: int = 192
+    attention: int = 64  # size of the additive attention's hidden layer
     dropout: float = 0.25
 
     def to_dict(self) -> dict:
@@ -76,10 +77,11 @@ class PointerGenerator(nn.Module):
         self.rewrite_head = nn.Sequential(nn.Linear(4 * h, h), nn.Tanh(), nn.Linear(h, 1))
         self.target_embedding = nn.Embedding(config.gen_vocab, d, padding_idx=PAD_ID)
         self.decoder = nn.LSTMCell(d + 2 * h, h)
-        self.attn_states = nn.Linear(2 * h, h, bias=False)
-        self.attn_query = nn.Linear(h, h)
-        self.attn_coverage = nn.Linear(1, h, bias=False)
-        self.attn_v = nn.Linear(h, 1, bias=False)
+        a = config.attention
+        self.attn_states = nn.Linear(2 * h, a, bias=False)
+        self.attn_query = nn.Linear(h, a)
+        self.attn_coverage = nn.Parameter(torch.zeros(a))
+        self.attn_v = nn.Linear(a, 1, bias=False)
         self.out = nn.Sequential(nn.Linear(3 * h, h), nn.Tanh(), nn.Linear(h, config.gen_vocab))
         self.switch = nn.Linear(3 * h + d, 1)
         self.dropout = nn.Dropout(config.dropout)
@@ -111,22 +113,33 @@ class PointerGenerator(nn.Module):
     def step(self, encoded: Encoded, projected: torch.Tensor, state: DecoderState,
              prev_ids: torch.Tensor) -> Step:
         """One decoding step. `projected` is `attn_states(encoded.states)`, computed once."""
+        emb, state, attn_logp = self._recur(encoded, projected, state, prev_ids)
+        log_p_gen, log_p_copy, vocab_logp = self._output(state.h, state.context, emb)
+        return Step(log_p_gen, log_p_copy, vocab_logp, attn_logp, attn_logp.exp(), state)
+
+    def _recur(self, encoded: Encoded, projected: torch.Tensor, state: DecoderState,
+               prev_ids: torch.Tensor) -> Tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        """The recurrent part of a step: decoder LSTM, attention with coverage, context."""
         gen_ids = prev_ids.masked_fill(prev_ids >= self.config.gen_vocab, 1)  # copied OOV -> UNK
         emb = self.dropout(self.target_embedding(gen_ids))
         h, c = self.decoder(torch.cat([emb, state.context], dim=-1), (state.h, state.c))
-        # shape: (batch, src_len, hidden)
+        # shape: (batch, src_len, attention)
         energy = torch.tanh(projected + self.attn_query(h).unsqueeze(1)
-                            + self.attn_coverage(state.coverage.unsqueeze(-1)))
+                            + state.coverage.unsqueeze(-1) * self.attn_coverage)
         scores = self.attn_v(energy).squeeze(-1).masked_fill(~encoded.mask, float("-inf"))
         attn_logp = F.log_softmax(scores, dim=-1).masked_fill(~encoded.mask, NEG)
         attn = attn_logp.exp()
         # shape: (batch, 2 * hidden)
         context = torch.bmm(attn.unsqueeze(1), encoded.states).squeeze(1)
+        return emb, DecoderState(h, c, context, state.coverage + attn), attn_logp
+
+    def _output(self, h: torch.Tensor, context: torch.Tensor, emb: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Switch and vocabulary distribution; works on (batch, ...) or (batch, steps, ...)."""
         features = torch.cat([self.dropout(h), context], dim=-1)
         switch = self.switch(torch.cat([features, emb], dim=-1)).squeeze(-1)
-        return Step(F.logsigmoid(switch), F.logsigmoid(-switch),
-                    F.log_softmax(self.out(features), dim=-1), attn_logp, attn,
-                    DecoderState(h, c, context, state.coverage + attn))
+        return (F.logsigmoid(switch), F.logsigmoid(-switch),
+                F.log_softmax(self.out(features), dim=-1))
 
     def forward(self, batch: Batch) -> "Losses":
         """Teacher-forced losses: negative log-likelihood, coverage and the rewrite decision."""
@@ -134,18 +147,26 @@ class PointerGenerator(nn.Module):
         encoded = self.encode(batch)
         projected = self.attn_states(encoded.states)
         state = self.initial_state(encoded)
-        prev = torch.full_like(batch.targets[:, 0], 2)  # BOS
-        nll, coverage = [], []
-        for t in range(batch.targets.size(1)):
-            target = batch.targets[:, t]
-            step = self.step(encoded, projected, state, prev)
-            coverage.append(torch.minimum(step.attn, state.coverage).sum(-1))
-            nll.append(-target_logp(step, target, batch.ext_ids, self.config.gen_vocab))
-            state, prev = step.state, target
-        mask = (batch.targets != PAD_ID).float()
+        targets = batch.targets
+        prev = torch.cat([torch.full_like(targets[:, :1], BOS_ID), targets[:, :-1]], dim=1)
+        embs, hs, contexts, attn_logps, coverage = [], [], [], [], []
+        for t in range(targets.size(1)):
+            old_coverage = state.coverage
+            emb, state, attn_logp = self._recur(encoded, projected, state, prev[:, t])
+            coverage.append(torch.minimum(attn_logp.exp(), old_coverage).sum(-1))
+            embs.append(emb)
+            hs.append(state.h)
+            contexts.append(state.context)
+            attn_logps.append(attn_logp)
+        # shape: (batch, tgt_len, ...): the output layers run once over all steps
+        log_p_gen, log_p_copy, vocab_logp = self._output(
+            torch.stack(hs, 1), torch.stack(contexts, 1), torch.stack(embs, 1))
+        logp = target_logp(log_p_gen, log_p_copy, vocab_logp, torch.stack(attn_logps, 1),
+                           targets, batch.ext_ids, self.config.gen_vocab)
+        mask = (targets != PAD_ID).float()
         tokens = mask.sum().clamp(min=1)
         return Losses(
-            (torch.stack(nll, 1) * mask).sum() / tokens,
+            -(logp * mask).sum() / tokens,
             (torch.stack(coverage, 1) * mask).sum() / tokens,
             F.binary_cross_entropy_with_logits(encoded.rewrite_logit, batch.needs_rewrite),
         )
@@ -157,16 +178,21 @@ class Losses(NamedTuple):
     rewrite: torch.Tensor
 
 
-def target_logp(step: Step, target: torch.Tensor, ext_ids: torch.Tensor,
+def target_logp(log_p_gen: torch.Tensor, log_p_copy: torch.Tensor, vocab_logp: torch.Tensor,
+                attn_logp: torch.Tensor, targets: torch.Tensor, ext_ids: torch.Tensor,
                 gen_vocab: int) -> torch.Tensor:
-    """log P(target) = logsumexp(log p_gen + log P_vocab, log(1 - p_gen) + log P_copy)."""
-    in_vocab = target < gen_vocab
-    vocab_logp = step.vocab_logp.gather(1, target.clamp(max=gen_vocab - 1).unsqueeze(1)).squeeze(1)
-    vocab_logp = vocab_logp.masked_fill(~in_vocab, NEG)
-    # shape: (batch, src_len): log attention on the positions holding the target word
-    hits = ext_ids == target.unsqueeze(1)
-    copy_logp = torch.logsumexp(step.attn_logp.masked_fill(~hits, NEG), dim=-1)
-    return torch.logaddexp(step.log_p_gen + vocab_logp, step.log_p_copy + copy_logp)
+    """log P(target) = logsumexp(log p_gen + log P_vocab, log(1 - p_gen) + log P_copy).
+
+    Shapes: switch terms and targets (batch, steps), vocab_logp (batch, steps, gen_vocab),
+    attn_logp (batch, steps, src_len), ext_ids (batch, src_len).
+    """
+    in_vocab = targets < gen_vocab
+    vocab = vocab_logp.gather(-1, targets.clamp(max=gen_vocab - 1).unsqueeze(-1)).squeeze(-1)
+    vocab = vocab.masked_fill(~in_vocab, NEG)
+    # shape: (batch, steps, src_len): True where the source word is the target word
+    hits = ext_ids.unsqueeze(1) == targets.unsqueeze(-1)
+    copy = torch.logsumexp(attn_logp.masked_fill(~hits, NEG), dim=-1)
+    return torch.logaddexp(log_p_gen + vocab, log_p_copy + copy)
 
 
 def extended_logp(step: Step, ext_ids: torch.Tensor, gen_vocab: int, max_oov: int) -> torch.Tensor:

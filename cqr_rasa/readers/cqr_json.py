@@ -7,12 +7,12 @@ driver utterance at `base_utt_idx`. Context protocols:
 - ``full``: every turn up to the reformulation's own turn, except the base utterance.
 """
 import json
-import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
-from cqr_rasa.dialogue import BOT, USER, EntitySpan, Example, Turn
+from cqr_rasa.dialogue import BOT, USER, Example, Turn
 from cqr_rasa.readers import DataError, PathLike, check_protocol, read_text
+from cqr_rasa.spans import ValueMatcher
 
 SPEAKER = {"driver": USER, "assistant": BOT}
 FORMAT_HINT = "see the CQR format in shared/data/cqr/README.md"
@@ -78,10 +78,10 @@ def _dialogue_examples(record: Dict[str, Any], protocol: str, path: Path,
             raise DataError(path, f"dialogue {number}, turn index {index}",
                             f"base_utt_idx {base!r} must point at an earlier driver turn")
         before = range(base) if protocol == "online" else range(index + 1)
-        slots = _slot_entities(raw[i]["data"].get("slots") for i in range(index + 1)
+        slots = _slot_values(raw[i]["data"].get("slots") for i in range(index + 1)
                                if speakers[i] == BOT)
         order = [i for i in before if i != base] + [base]
-        turns = [Turn(speakers[i], texts[i], intent, _find_spans(texts[i], slots)) for i in order]
+        turns = [Turn(speakers[i], texts[i], intent, slots(texts[i])) for i in order]
         reformulated = ref.get("reformulated_utt")
         rewrite = texts[base] if reformulated is None else reformulated.strip()
         gold = [] if reformulated is None else _unique(_flatten(ref.get("slots")))
@@ -107,23 +107,11 @@ def _unique(values: Iterable[str]) -> List[str]:
     return list(dict.fromkeys(values))
 
 
-def _slot_entities(slot_dicts: Iterable[Any]) -> List[Tuple[re.Pattern, str]]:
-    """A (word-bounded, case-insensitive pattern, slot name) per distinct value; first name wins."""
-    seen = {}
+def _slot_values(slot_dicts: Iterable[Any]) -> ValueMatcher:
+    """A matcher for every slot value of the given assistant turns (first slot name wins)."""
+    values: Dict[str, str] = {}
     for slots in slot_dicts:
         for name, value in (slots or {}).items():
             for text in _flatten(value):
-                seen.setdefault(text.lower(), name)
-    return [(re.compile(rf"(?<!\w){re.escape(text)}(?!\w)", re.IGNORECASE), name)
-            for text, name in seen.items()]
-
-
-def _find_spans(text: str, slots: List[Tuple[re.Pattern, str]]) -> List[EntitySpan]:
-    """Non-overlapping spans of slot values in `text`, longer matches first, in text order."""
-    found = sorted(((m.start(), m.end(), name) for pattern, name in slots
-                    for m in pattern.finditer(text)), key=lambda s: (s[0] - s[1], s[0]))
-    taken: List[Tuple[int, int, str]] = []
-    for start, end, name in found:
-        if all(end <= s or start >= e for s, e, _ in taken):
-            taken.append((start, end, name))
-    return [EntitySpan(s, e, name, text[s:e]) for s, e, name in sorted(taken)]
+                values.setdefault(text, name)
+    return ValueMatcher(values)
