@@ -19,10 +19,19 @@ def value_pool(examples: Sequence[Example]) -> Dict[str, List[str]]:
     return {entity: sorted(values.values()) for entity, values in pool.items()}
 
 
+_POSSESSIVE = re.compile(r"'s?(?!\w)")
+
+
+def possessive_suffix(value: str) -> str:
+    """"Imagine Dragons'" but "Coldplay's"."""
+    return "'" if value[-1:] in ("s", "S") else "'s"
+
+
 def replace_values(text: str, spans: Sequence[EntitySpan], mapping: Dict[str, str]
                    ) -> Tuple[str, List[EntitySpan]]:
     """Replaces every occurrence of mapping's keys (normalized values) in `text`, moving spans.
 
+    A possessive after a replaced value follows the new value ("Dragons'" -> "Coldplay's").
     Spans covering exactly a replaced occurrence take the new value; spans that partly overlap
     one are dropped; the others shift.
     """
@@ -31,30 +40,38 @@ def replace_values(text: str, spans: Sequence[EntitySpan], mapping: Dict[str, st
     keys = sorted(mapping, key=len, reverse=True)
     pattern = re.compile(r"(?<!\w)(" + "|".join(r"\s+".join(map(re.escape, k.split()))
                                                 for k in keys) + r")(?!\w)", re.IGNORECASE)
-    pieces, moves, last = [], [], 0  # moves: (old_start, old_end, new_start, new_end)
-    shift = 0
+    pieces: List[str] = []
+    # per replacement: old value span, new value span, old end of the edit, shift after it
+    moves: List[Tuple[int, int, int, int, int, int]] = []
+    last = shift = 0
     for match in pattern.finditer(text):
         new = mapping[normalize_value(match.group(0))]
-        pieces.append(text[last:match.start()])
-        pieces.append(new)
-        moves.append((match.start(), match.end(), match.start() + shift,
-                      match.start() + shift + len(new)))
-        shift += len(new) - (match.end() - match.start())
-        last = match.end()
+        possessive = _POSSESSIVE.match(text, match.end())
+        if possessive and possessive.group(0) == "'" and (
+                match.group(0)[-1:] not in ("s", "S") or text[match.start() - 1:match.start()] == "'"):
+            possessive = None  # a closing quote, not "Dragons'"
+        edit_end = possessive.end() if possessive else match.end()
+        replacement = new + (possessive_suffix(new) if possessive else "")
+        pieces += [text[last:match.start()], replacement]
+        new_start = match.start() + shift
+        shift += len(replacement) - (edit_end - match.start())
+        moves.append((match.start(), match.end(), new_start, new_start + len(new), edit_end,
+                      shift))
+        last = edit_end
     pieces.append(text[last:])
     new_spans = []
     for span in spans:
         delta, keep = 0, True
-        for old_start, old_end, new_start, new_end in moves:
+        for old_start, old_end, new_start, new_end, edit_end, shift_after in moves:
             if (span.start, span.end) == (old_start, old_end):
                 new_spans.append(EntitySpan(new_start, new_end, span.entity))
                 keep = False
                 break
-            if span.start < old_end and span.end > old_start:
+            if span.start < edit_end and span.end > old_start:
                 keep = False
                 break
-            if old_end <= span.start:
-                delta = new_end - old_end
+            if edit_end <= span.start:
+                delta = shift_after
         if keep:
             new_spans.append(EntitySpan(span.start + delta, span.end + delta, span.entity,
                                         span.value))

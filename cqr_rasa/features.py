@@ -47,20 +47,26 @@ _ATTACH_RIGHT = {"(", "[", "$", "#"}
 
 
 def detokenize(words: Sequence[str]) -> str:
-    """Joins tokens into natural text: "Imagine Dragons ' latest" -> "Imagine Dragons' latest"."""
+    """Joins tokens into natural text: "Imagine Dragons ' latest" -> "Imagine Dragons' latest".
+
+    A "'" after a word ending in s is a possessive when that word is capitalized or the next is
+    not ("Dragons' latest", "players' union"), otherwise it opens a quote ("is 'Believer'").
+    """
     out: List[str] = []
-    glue_next = False
-    open_quote = False
-    for word in words:
+    glue_next = open_quote = False
+    for i, word in enumerate(words):
         if word in ("'", '"'):
-            possessive = word == "'" and out and out[-1][-1:] in ("s", "S") and not open_quote
-            if possessive or open_quote:
+            before = out[-1].strip() if out else ""
+            after = words[i + 1] if i + 1 < len(words) else ""
+            possessive = (word == "'" and not open_quote and before[-1:] in ("s", "S")
+                          and (before[:1].isupper() or not after[:1].isupper()))
+            if possessive or open_quote:  # attaches to the word before it
                 out.append(word)
-                open_quote = False if not possessive else open_quote
+                open_quote = False
                 glue_next = False
-                continue
-            out.append((" " if out and not glue_next else "") + word)
-            open_quote, glue_next = True, True
+            else:  # opens a quote: attaches to the word after it
+                out.append((" " if out and not glue_next else "") + word)
+                open_quote = glue_next = True
             continue
         attach = not out or glue_next or word in _ATTACH_LEFT
         out.append(word if attach else " " + word)

@@ -3,8 +3,11 @@ from typing import List, NamedTuple, Sequence
 
 import torch
 
-from cqr_rasa.features import BOS_ID, EOS_ID, UNK_ID, Batch
+from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Batch
 from cqr_rasa.model.network import NEG, Encoded, PointerGenerator, extended_logp
+
+
+NEVER = [PAD_ID, UNK_ID, BOS_ID]  # ids a rewrite may not contain
 
 
 class Hypothesis(NamedTuple):
@@ -43,7 +46,7 @@ def greedy(model: PointerGenerator, batch: Batch, encoded: Encoded, max_len: int
     for _ in range(max_len):
         step = model.step(encoded, projected, state, prev)
         logp = extended_logp(step, batch.ext_ids, gen_vocab, batch.max_oov)
-        logp[:, UNK_ID] = NEG
+        logp[:, NEVER] = NEG
         for b in range(size):
             for banned in _blocked(hyps[b].ids, no_repeat_ngram):
                 logp[b, banned] = NEG
@@ -82,7 +85,7 @@ def beam_search(model: PointerGenerator, batch: Batch, encoded: Encoded, beam_si
         prev = torch.tensor([h.ids[-1] if h.ids else BOS_ID for h in beams])
         step = model.step(expanded, projected, state, prev)
         logp = extended_logp(step, batch.ext_ids.expand(k, -1), gen_vocab, batch.max_oov)
-        logp[:, UNK_ID] = NEG
+        logp[:, NEVER] = NEG
         for b, hyp in enumerate(beams):
             for banned in _blocked(hyp.ids, no_repeat_ngram):
                 logp[b, banned] = NEG

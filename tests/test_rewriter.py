@@ -1,0 +1,389 @@
+"""Tests of cqr_rasa.rewriter (and, through it, training and decoding) on a tiny music domain.
+
+One small model is trained per module on hand-written dialogues and must then resolve "their"
+to an artist it never saw, copying a multi-word name token by token.
+"""
+import ast
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import cqr_rasa
+from cqr_rasa.dialogue import BOT, USER, EntitySpan, Example, Turn
+from cqr_rasa.features import BOS_ID, PAD_ID
+from cqr_rasa.model import NetworkConfig, PointerGenerator
+from cqr_rasa.rewriter import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    ModelFileError,
+    Rewriter,
+    RewriterConfig,
+)
+from cqr_rasa.training import TrainConfig, train
+
+# Few names end in "s": for a name it has never seen the model cannot tell "'s" from "'".
+ARTISTS = ["Imagine Dragons", "Coldplay", "Adele", "The Killers", "Daft Punk", "Radiohead",
+           "Kings of Leon", "Lana Del Rey", "Pearl Jam", "Sia", "Tame Impala", "Royal Blood",
+           "Florence Welch", "Lorde", "Vampire Weekend", "Green Day", "Led Zeppelin", "Eminem",
+           "Massive Attack", "Kate Bush"]
+SONGS = ["Believer", "Yellow", "Hello", "Mr Brightside", "Get Lucky", "Creep", "Use Somebody",
+         "Video Games", "Alive", "Chandelier", "Elephant", "Figure It Out", "Dog Days", "Royals",
+         "Harmony Hall", "Basket Case", "Kashmir", "Lose Yourself", "Teardrop", "Running Up"]
+ASK = "play their latest album"
+
+
+def entity(text, phrase, name):
+    start = text.index(phrase)
+    return EntitySpan(start, start + len(phrase), name)
+
+
+def possessive(artist):
+    return artist + ("'" if artist.endswith("s") else "'s")
+
+
+def dialogue(song, artist, last=ASK):
+    question = f"who sings {song.lower()}"
+    answer = f"'{song}' is by {artist}"
+    return [Turn(USER, question, None, [entity(question, song.lower(), "song")]),
+            Turn(BOT, answer, None, [entity(answer, song, "song"),
+                                     entity(answer, artist, "artist")]),
+            Turn(USER, last)]
+
+
+def training_examples():
+    examples = []
+    for i, (song, artist) in enumerate(zip(SONGS, ARTISTS)):
+        examples.append(Example(dialogue(song, artist), f"play {possessive(artist)} latest album",
+                                id=f"album-{i}"))
+        if i % 3 == 0:
+            examples.append(Example(dialogue(song, artist, "thanks"), "thanks", id=f"thanks-{i}"))
+    return examples
+
+
+def train_config(epochs):
+    return TrainConfig(epochs=epochs, batch_size=8, learning_rate=5e-3, seed=0,
+                       validation_fraction=0.0, patience=epochs, swapped_copies=0,
+                       hidden=64, word_dim=32, dropout=0.0)
+
+
+UNSEEN = dialogue("Moonglade", "Zorblax Quintet")
+PROBES = [
+    UNSEEN,
+    dialogue("Moonglade", "Zorblax Quintet", "thanks"),
+    dialogue("Orbit", "Vexlor"),
+    dialogue("Yellow", "Coldplay"),
+    dialogue("Creep", "Radiohead", "thanks"),
+    [Turn(BOT, "hi, what would you like to hear?"), Turn(USER, "something relaxing")],
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread is faster, and far faster when another job holds the CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def rewriter(one_torch_thread):
+    return train(training_examples(), train_config(40), progress=False)
+
+
+@pytest.fixture(scope="module")
+def saved(rewriter, tmp_path_factory):
+    return rewriter.save(tmp_path_factory.mktemp("rewriter"))
+
+
+@pytest.fixture
+def model_copy(saved, tmp_path):
+    """A fresh copy of the saved directory that a test may damage."""
+    return Path(shutil.copytree(saved, tmp_path / "model"))
+
+
+# --- training: the model learned the task ----------------------------------------------------
+
+def test_rewrites_an_unseen_multiword_artist(rewriter):
+    result = rewriter.rewrite(UNSEEN)
+    assert result.text == "play Zorblax Quintet's latest album"
+    assert result.changed
+    assert 0.5 < result.confidence <= 1.0
+    assert result.rewrite_probability > 0.5
+
+
+def test_rewrites_another_unseen_artist(rewriter):
+    assert rewriter.rewrite(dialogue("Orbit", "Vexlor")).text == "play Vexlor's latest album"
+
+
+def test_reproduces_a_training_rewrite_with_an_apostrophe_only(rewriter):
+    assert (rewriter.rewrite(dialogue("Believer", "Imagine Dragons")).text
+            == "play Imagine Dragons' latest album")
+
+
+def test_leaves_a_complete_utterance_unchanged(rewriter):
+    result = rewriter.rewrite(dialogue("Moonglade", "Zorblax Quintet", "thanks"))
+    assert result.text == "thanks"
+    assert not result.changed
+    assert result.rewrite_probability < 0.5
+    assert result.confidence == pytest.approx(1.0 - result.rewrite_probability)
+    assert result.sources == {}
+
+
+def test_training_is_deterministic():
+    first = train(training_examples(), train_config(2), progress=False)
+    second = train(training_examples(), train_config(2), progress=False)
+    assert first.features.to_dict() == second.features.to_dict()
+    a, b = first.network.state_dict(), second.network.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# --- save / load -----------------------------------------------------------------------------
+
+def test_save_writes_the_two_files(saved):
+    assert sorted(p.name for p in saved.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE])
+    meta = json.loads((saved / CONFIG_FILE).read_text(encoding="utf-8"))
+    assert meta["format_version"] == FORMAT_VERSION
+    assert len(meta["weights_sha256"]) == 64
+
+
+def test_save_load_round_trip_gives_identical_rewrites(rewriter, saved):
+    loaded = Rewriter.load(saved)
+    assert loaded.config == rewriter.config
+    assert loaded.features.to_dict() == rewriter.features.to_dict()
+    for expected, got in zip(rewriter.rewrite_batch(PROBES), loaded.rewrite_batch(PROBES)):
+        assert got.text == expected.text
+        assert got.confidence == pytest.approx(expected.confidence, rel=1e-6, abs=1e-9)
+        assert got.changed == expected.changed
+        assert got.sources == expected.sources
+
+
+def test_load_applies_overrides(saved):
+    loaded = Rewriter.load(saved, beam_size=3, rewrite_threshold=0.9, unknown_setting=1)
+    assert (loaded.config.beam_size, loaded.config.rewrite_threshold) == (3, 0.9)
+    assert loaded.config.max_history_turns == RewriterConfig().max_history_turns
+
+
+def expect_error(directory, named):
+    with pytest.raises(ModelFileError) as error:
+        Rewriter.load(directory)
+    assert str(directory / named) in str(error.value)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("missing", [CONFIG_FILE, WEIGHTS_FILE])
+def test_load_missing_file(model_copy, missing):
+    (model_copy / missing).unlink()
+    assert "missing" in expect_error(model_copy, missing)
+
+
+def test_load_missing_directory(tmp_path):
+    with pytest.raises(ModelFileError, match="missing"):
+        Rewriter.load(tmp_path / "nowhere")
+
+
+def test_load_truncated_weights(model_copy):
+    weights = model_copy / WEIGHTS_FILE
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    expect_error(model_copy, WEIGHTS_FILE)
+
+
+def test_load_tampered_weights(model_copy):
+    weights = model_copy / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[len(data) - 10] ^= 0x01  # one bit of one float, far from the header
+    weights.write_bytes(bytes(data))
+    expect_error(model_copy, WEIGHTS_FILE)
+
+
+def test_load_broken_weights_with_a_matching_checksum(model_copy):
+    """Corruption that the checksum cannot catch still ends in ModelFileError, not a crash."""
+    import hashlib
+
+    weights, config = model_copy / WEIGHTS_FILE, model_copy / CONFIG_FILE
+    weights.write_bytes(weights.read_bytes()[:100])
+    meta = json.loads(config.read_text(encoding="utf-8"))
+    meta["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    config.write_text(json.dumps(meta), encoding="utf-8")
+    expect_error(model_copy, WEIGHTS_FILE)
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 0, "1", None])
+def test_load_wrong_format_version(model_copy, version):
+    config = model_copy / CONFIG_FILE
+    meta = json.loads(config.read_text(encoding="utf-8"))
+    meta["format_version"] = version
+    config.write_text(json.dumps(meta), encoding="utf-8")
+    assert "format_version" in expect_error(model_copy, CONFIG_FILE)
+
+
+@pytest.mark.parametrize("damage", ["not json", "no network", "bad beam", "wrong shape"])
+def test_load_invalid_config(model_copy, damage):
+    config = model_copy / CONFIG_FILE
+    meta = json.loads(config.read_text(encoding="utf-8"))
+    if damage == "not json":
+        config.write_text(config.read_text(encoding="utf-8")[:-20], encoding="utf-8")
+        expect_error(model_copy, CONFIG_FILE)
+        return
+    if damage == "no network":
+        del meta["network"]
+    elif damage == "bad beam":
+        meta["rewriter"]["beam_size"] = 0
+    else:  # the weights no longer fit the declared sizes
+        meta["network"]["hidden"] += 1
+    config.write_text(json.dumps(meta), encoding="utf-8")
+    named = WEIGHTS_FILE if damage == "wrong shape" else CONFIG_FILE
+    expect_error(model_copy, named)
+
+
+# --- run-time behaviour ----------------------------------------------------------------------
+
+def test_single_turn_is_returned_unchanged(rewriter):
+    text = "play their latest album"
+    result = rewriter.rewrite([Turn(USER, text)])
+    assert (result.text, result.changed, result.confidence) == (text, False, 1.0)
+    assert rewriter.rewrite([]).text == ""
+
+
+def test_history_window_of_zero_turns_means_no_rewrite(saved):
+    result = Rewriter.load(saved, max_history_turns=0).rewrite(UNSEEN)
+    assert (result.text, result.changed) == (ASK, False)
+
+
+def test_threshold_of_one_never_rewrites(saved):
+    result = Rewriter.load(saved, rewrite_threshold=1.0).rewrite(UNSEEN)
+    assert (result.text, result.changed) == (ASK, False)
+
+
+def test_rewrite_batch_equals_single_rewrites(rewriter):
+    batched = rewriter.rewrite_batch(PROBES)
+    assert len(batched) == len(PROBES)
+    for turns, got in zip(PROBES, batched):
+        single = rewriter.rewrite(turns)
+        assert got.text == single.text
+        assert got.changed == single.changed
+        assert got.confidence == pytest.approx(single.confidence, rel=1e-5)
+        assert got.sources == single.sources
+
+
+def test_beam_search(saved, rewriter):
+    beam = Rewriter.load(saved, beam_size=3)
+    assert beam.config.beam_size == 3
+    results = beam.rewrite_batch(PROBES)
+    for turns, result in zip(PROBES, results):
+        assert result.text.strip()
+    assert results[0].text == rewriter.rewrite(UNSEEN).text
+    assert results[1].text == "thanks"
+
+
+def test_sources_point_at_the_turn_the_artist_came_from(saved):
+    # two earlier turns fall outside a two-turn history window: indexes must still be global
+    turns = [Turn(USER, "hello there"), Turn(BOT, "hi, what would you like to hear?")] + UNSEEN
+    result = Rewriter.load(saved, max_history_turns=2).rewrite(turns)
+    assert result.changed
+    assert result.tokens[:3] == ["play", "Zorblax", "Quintet"]
+    assert result.sources[1] == result.sources[2] == 3  # the bot turn naming the artist
+    # only words absent from the utterance are listed, each with an existing turn or None
+    utterance = {w.lower() for w in ASK.split()}
+    assert result.sources
+    for index, turn in result.sources.items():
+        assert result.tokens[index].lower() not in utterance
+        assert turn is None or 0 <= turn < len(turns) - 1
+
+
+def test_utterance_with_control_characters_is_cleaned(rewriter):
+    turns = UNSEEN[:-1] + [Turn(USER, "play their\x00 latest\x07 album")]
+    assert rewriter.rewrite(turns).text == "play Zorblax Quintet's latest album"
+    thanks = rewriter.rewrite(UNSEEN[:-1] + [Turn(USER, "thanks\x00")])
+    assert thanks.text == "thanks"
+
+
+ODD_INPUTS = [
+    UNSEEN,
+    dialogue("Moonglade", "Zorblax Quintet", "?"),
+    dialogue("Moonglade", "Zorblax Quintet", "play"),
+    [Turn(BOT, "x"), Turn(USER, "y")],
+    [Turn(USER, "qwerty asdf"), Turn(BOT, "'' \" ' ."), Turn(USER, "zxcv uiop hjkl")],
+    [Turn(BOT, "ok " * 40), Turn(USER, "play it play it play it")],
+]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_never_returns_empty_text_for_non_empty_input(rewriter, beam_size):
+    forced = Rewriter(rewriter.features, rewriter.network,
+                      RewriterConfig(rewrite_threshold=0.0, beam_size=beam_size))
+    torch.manual_seed(3)
+    untrained = PointerGenerator(NetworkConfig(**{**rewriter.network.config.to_dict(),
+                                                  "hidden": 16, "word_dim": 8}))
+    random_model = Rewriter(rewriter.features, untrained,
+                            RewriterConfig(rewrite_threshold=0.0, beam_size=beam_size))
+    for model in (forced, random_model):
+        for turns, result in zip(ODD_INPUTS, model.rewrite_batch(ODD_INPUTS)):
+            assert result.text.strip(), turns[-1].text
+            assert math.isfinite(result.confidence) and 0.0 <= result.confidence <= 1.0
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_never_emits_special_tokens(rewriter, beam_size):
+    network = copy.deepcopy(rewriter.network)
+    with torch.no_grad():  # a network that (wrongly) likes padding and BOS
+        network.out[-1].bias[PAD_ID] += 30.0
+        network.out[-1].bias[BOS_ID] += 29.0
+        network.switch.bias += 30.0
+    model = Rewriter(rewriter.features, network,
+                     RewriterConfig(rewrite_threshold=0.0, beam_size=beam_size))
+    for result in model.rewrite_batch(PROBES):
+        assert "<pad>" not in result.text and "<s>" not in result.text, result.text
+
+
+# --- no pickle anywhere ----------------------------------------------------------------------
+
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve",
+                  "marshal"}
+
+
+def unsafe_loading(source: str):
+    """Names of pickle-based loading found in Python source: modules, torch.load, np.load."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
+        elif isinstance(node, ast.ImportFrom):
+            if (node.module or "").split(".")[0] in UNSAFE_MODULES:
+                found.append(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names
+                      if node.module in ("torch", "numpy") and a.name == "load"]
+        elif isinstance(node, ast.Attribute) and node.attr == "load":
+            owner = ast.unparse(node.value)
+            if owner in ("torch", "np", "numpy", "torch.serialization"):
+                found.append(f"{owner}.load")
+        elif isinstance(node, ast.keyword) and node.arg == "allow_pickle":
+            found.append("allow_pickle")
+    return found
+
+
+@pytest.mark.parametrize("snippet", [
+    "import pickle", "from pickle import loads", "import torch\nstate = torch.load(path)",
+    "import numpy as np\nnp.load(path, allow_pickle=True)", "from torch import load",
+    "import joblib", "x = numpy.load(p)",
+])
+def test_unsafe_loading_scanner_finds_pickle(snippet):
+    assert unsafe_loading(snippet)
+
+
+def test_package_never_unpickles():
+    root = Path(cqr_rasa.__file__).resolve().parent
+    files = sorted(root.rglob("*.py"))
+    assert root / "rewriter.py" in files
+    offenders = {str(p.relative_to(root)): found for p in files
+                 if (found := unsafe_loading(p.read_text(encoding="utf-8")))}
+    assert offenders == {}
