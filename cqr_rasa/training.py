@@ -3,7 +3,7 @@ import copy
 import logging
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from tqdm import tqdm
@@ -31,8 +31,9 @@ class TrainConfig:
     swapped_copies: int = 1  # entity-swapped copies of each example per epoch
     coverage_weight: float = 0.5
     rewrite_weight: float = 1.0
-    hidden: int = 192
-    word_dim: int = 128
+    hidden: int = 128
+    word_dim: int = 64
+    attention: int = 32
     dropout: float = 0.25
     gen_min_count: int = 3
     threads: int = 1  # torch intra-op threads while training
@@ -50,16 +51,21 @@ Item = Tuple[Source, str, bool]  # encoded dialogue, target text, whether it nee
 
 def train(examples: Sequence[Example], config: Optional[TrainConfig] = None,
           rewriter_config: Optional[RewriterConfig] = None, progress: bool = True,
-          initial: Optional[Rewriter] = None) -> Rewriter:
-    """Trains a rewriter on `examples` (fine-tunes `initial` when given, keeping its vocabulary)."""
+          initial: Optional[Rewriter] = None,
+          extra_values: Optional[Dict[str, List[str]]] = None) -> Rewriter:
+    """Trains a rewriter on `examples` (fine-tunes `initial` when given, keeping its vocabulary).
+
+    Entity swapping draws replacement values from the examples' own spans plus `extra_values`
+    (entity type -> values, e.g. a bot's NLU entity examples).
+    """
     config = config or TrainConfig()
     with torch_threads(config.threads):
-        return _train(examples, config, rewriter_config, progress, initial)
+        return _train(examples, config, rewriter_config, progress, initial, extra_values or {})
 
 
 def _train(examples: Sequence[Example], config: TrainConfig,
            rewriter_config: Optional[RewriterConfig], progress: bool,
-           initial: Optional[Rewriter]) -> Rewriter:
+           initial: Optional[Rewriter], extra_values: Dict[str, List[str]]) -> Rewriter:
     if not examples:
         raise ValueError("No training examples: give at least one dialogue with a rewrite.")
     rng = random.Random(config.seed)
@@ -76,12 +82,15 @@ def _train(examples: Sequence[Example], config: TrainConfig,
             gen_min_count=config.gen_min_count)
         network = PointerGenerator(NetworkConfig(
             len(features.words), len(features.gen), len(features.intents), len(features.types),
-            word_dim=config.word_dim, hidden=config.hidden, dropout=config.dropout))
+            word_dim=config.word_dim, hidden=config.hidden, attention=config.attention,
+            dropout=config.dropout))
     else:
         features, network = initial.features, copy.deepcopy(initial.network)
     encode = lambda e: features.encode_source(e.turns[-window:])  # noqa: E731
     originals = [(e, encode(e)) for e in trn]
     pool = value_pool(trn)
+    for entity, values in extra_values.items():
+        pool[entity] = sorted(set(pool.get(entity, [])) | set(values))
     val_items = [(encode(e), e.rewrite, e.needs_rewrite) for e in val]
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     best_loss, best_state, stale = float("inf"), copy.deepcopy(network.state_dict()), 0

@@ -21,10 +21,10 @@ class NetworkConfig:
     gen_vocab: int
     intent_vocab: int
     type_vocab: int
-    word_dim: int = 128
+    word_dim: int = 64
     feature_dim: int = 16
-    hidden: int = 192
-    attention: int = 64  # size of the additive attention's hidden layer
+    hidden: int = 128
+    attention: int = 32  # size of the additive attention's hidden layer
     dropout: float = 0.25
 
     def to_dict(self) -> dict:

@@ -1,13 +1,98 @@
-"""The Rasa graph component that rewrites the user message from the conversation's context."""
+"""ContextualQueryRewriter: the Rasa graph component that rewrites the user message from the
+conversation and re-runs the NLU before it on the fully specified text.
+
+Put it last in `pipeline:` (recipe default.v1). It is registered as an intent classifier only so
+that Rasa gives it a predict node; it never changes the first-pass parse unless it rewrites.
+"""
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.constants import INTENT_MESSAGE_PREFIX
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_NAME_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from cqr_rasa.augment import value_pool
+from cqr_rasa.dialogue import USER, Example, Turn
+from cqr_rasa.plugin.context import context_turns, entity_spans
+from cqr_rasa.plugin.rerun import UpstreamNLU
+from cqr_rasa.readers import DataError
+from cqr_rasa.readers.rasa_yaml import read_rasa_yaml
+from cqr_rasa.rewriter import ModelFileError, Rewriter, RewriterConfig
+from cqr_rasa.training import TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+REWRITE_KEY = "rewrite"  # the parse data key holding what the component did
+KNOWN_VALUES_FILE = "known_values.json"
+NAME = "cqr_rasa.ContextualQueryRewriter"
+
+
+@dataclass
+class ComponentConfig:
+    """The component's config keys; `get_default_config()` is built from these defaults."""
+
+    # Rasa-style YAML file with annotated conversations and their rewrites (relative to the
+    # directory `rasa train` runs in).
+    rewrites_file: str = "data/rewrites.yml"
+    # Directory written by `cqr-rasa train` to fine-tune from (None: train from scratch).
+    pretrained_model: Optional[str] = None
+    # How many earlier turns (user and bot) the rewriter reads.
+    max_history_turns: int = 8
+    # Apply a rewrite only when its confidence (0-1) reaches this.
+    min_confidence: float = 0.3
+    # Beam width for decoding (1 = greedy, fastest).
+    beam_size: int = 1
+    # Upper bound on training epochs (early stopping may end sooner).
+    epochs: int = 30
+    # Entity-swapped copies of each rewrite example per training epoch, with values drawn from
+    # the NLU data's entity examples (and the rewrites file).
+    synthetic_examples: int = 2
+    # First-pass intents that are never rewritten.
+    skip_intents: List[str] = field(default_factory=list)
+    # Seed for training and augmentation.
+    random_seed: int = 42
+
+    @classmethod
+    def from_dict(cls, config: Dict[Text, Any]) -> "ComponentConfig":
+        """Validates Rasa's merged config; errors name the key, the value and what is allowed."""
+        values = {f.name: config.get(f.name, getattr(cls(), f.name)) for f in fields(cls)}
+
+        def fail(key: str, allowed: str) -> None:
+            raise InvalidConfigException(
+                f"{NAME}: config key `{key}` is {values[key]!r}; it must be {allowed}. "
+                f"Fix it in config.yml under `- name: {NAME}`.")
+
+        for key, low in (("max_history_turns", 1), ("beam_size", 1), ("epochs", 1),
+                         ("synthetic_examples", 0)):
+            if not isinstance(values[key], int) or isinstance(values[key], bool) \
+                    or values[key] < low:
+                fail(key, f"an integer >= {low}")
+        if not isinstance(values["min_confidence"], (int, float)) \
+                or not 0 <= values["min_confidence"] <= 1:
+            fail("min_confidence", "a number between 0 and 1")
+        if not isinstance(values["rewrites_file"], str) or not values["rewrites_file"]:
+            fail("rewrites_file", "a path to a YAML file")
+        if values["pretrained_model"] is not None and not isinstance(values["pretrained_model"],
+                                                                     str):
+            fail("pretrained_model", "null or a directory written by `cqr-rasa train`")
+        if not isinstance(values["skip_intents"], list) \
+                or not all(isinstance(i, str) for i in values["skip_intents"]):
+            fail("skip_intents", "a list of intent names")
+        if not isinstance(values["random_seed"], int):
+            fail("random_seed", "an integer")
+        return cls(**values)
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -16,16 +101,184 @@ class ContextualQueryRewriter(GraphComponent):
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {}
+        """Defaults of every config key (see `ComponentConfig` for what each does)."""
+        return asdict(ComponentConfig())
 
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> "ContextualQueryRewriter":
-        return cls()
+        return cls(config, model_storage, resource)
+
+    def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+                 rewriter: Optional[Rewriter] = None, known_values: Optional[Dict] = None,
+                 upstream: Optional[UpstreamNLU] = None) -> None:
+        self.config = ComponentConfig.from_dict(config)
+        self._model_storage = model_storage
+        self._resource = resource
+        self._rewriter = rewriter
+        self._known_values = known_values or {}
+        self._upstream = upstream
+        self._bot_entities: "OrderedDict[str, list]" = OrderedDict()
 
     def train(self, training_data: TrainingData) -> Resource:
-        raise NotImplementedError
+        """Trains the rewriter on `rewrites_file`, swapping in values from the NLU data; saves it."""
+        examples = self._read_rewrites()
+        nlu_values = _nlu_entity_values(training_data)
+        train_config = TrainConfig(epochs=self.config.epochs, seed=self.config.random_seed,
+                                   swapped_copies=self.config.synthetic_examples,
+                                   validation_fraction=0.1 if len(examples) >= 30 else 0.0)
+        self._rewriter = train(examples, train_config, self._rewriter_config(),
+                               initial=self._pretrained(), extra_values=nlu_values)
+        known = value_pool(examples)
+        for entity, values in nlu_values.items():
+            known.setdefault(entity, []).extend(values)
+        self._known_values = {value: entity for entity, values in known.items()
+                              for value in values}
+        self.persist()
+        return self._resource
 
     def process(self, messages: List[Message],
                 tracker: Optional[DialogueStateTracker] = None) -> List[Message]:
-        return messages
+        """Rewrites each message from the tracker's history; never loses the message."""
+        return [self._process_one(message, tracker) for message in messages]
+
+    def _process_one(self, message: Message, tracker: Optional[DialogueStateTracker]) -> Message:
+        text = message.get(TEXT) or ""
+        intent = (message.get(INTENT) or {}).get(INTENT_NAME_KEY)
+        info: Dict[str, Any] = {"original_text": text, "rewritten_text": text, "confidence": None,
+                                "applied": False, "first_pass_intent": intent, "reason": "",
+                                "inserted": []}
+        result = message
+        try:
+            result = self._rewrite(message, text, intent, tracker, info)
+        except Exception as error:  # the user's message must always get through
+            logger.warning("%s: rewriting %r failed (%r); the first-pass parse is used.",
+                           NAME, text, error, exc_info=logger.isEnabledFor(logging.DEBUG))
+            info.update(rewritten_text=text, applied=False, inserted=[],
+                        reason=f"error: {type(error).__name__}")
+            result = message
+        logger.debug("%s: %s", NAME, info)
+        result.set(REWRITE_KEY, info, add_to_output=True)
+        return result
+
+    def _rewrite(self, message: Message, text: str, intent: Optional[str],
+                 tracker: Optional[DialogueStateTracker], info: Dict[str, Any]) -> Message:
+        if self._rewriter is None:
+            info["reason"] = "not_trained"
+            return message
+        if not text.strip():
+            info["reason"] = "empty_text"
+            return message
+        if text.lstrip().startswith(INTENT_MESSAGE_PREFIX):
+            info["reason"] = "intent_payload"
+            return message
+        if intent in self.config.skip_intents:
+            info["reason"] = "skip_intent"
+            return message
+        history = context_turns(tracker, self.config.max_history_turns, self._known_values,
+                                self._extract_bot_entities)
+        if not history:
+            info["reason"] = "no_history"
+            return message
+        current = Turn(USER, text, intent, entity_spans(text, message.get(ENTITIES)))
+        rewrite = self._rewriter.rewrite(history + [current])
+        info.update(rewritten_text=rewrite.text, confidence=round(rewrite.confidence, 4))
+        if not rewrite.changed:
+            info.update(rewritten_text=text, reason="unchanged")
+            return message
+        if rewrite.confidence < self.config.min_confidence:
+            info["reason"] = "low_confidence"
+            return message
+        if self._upstream is None:
+            info["reason"] = "no_upstream_nlu"
+            return message
+        reparsed = self._upstream.parse(rewrite.text, message, tracker)
+        info.update(applied=True, reason="rewritten", inserted=[
+            {"word": rewrite.tokens[k],
+             "from_turn": None if t is None else {
+                 "speaker": history[t].speaker, "text": history[t].text,
+                 "turns_back": len(history) - t}}
+            for k, t in sorted(rewrite.sources.items())])
+        return reparsed
+
+    def _extract_bot_entities(self, text: str) -> list:
+        """The upstream NLU's entities on a bot text (cached: bot texts repeat)."""
+        if self._upstream is None:
+            return []
+        if text not in self._bot_entities:
+            parsed = self._upstream.parse(text, Message(data={TEXT: text}), None)
+            self._bot_entities[text] = entity_spans(text, parsed.get(ENTITIES))
+            if len(self._bot_entities) > 512:
+                self._bot_entities.popitem(last=False)
+        return self._bot_entities[text]
+
+    def _read_rewrites(self) -> List[Example]:
+        path = Path(self.config.rewrites_file)
+        if not path.is_file():
+            raise InvalidConfigException(
+                f"{NAME}: rewrites_file '{path}' not found (looked in {Path.cwd()}). Create it "
+                f"with a top-level `rewrites:` list of annotated conversations (see the cqr_rasa "
+                f"README, 'The rewrites file') or set `rewrites_file` in config.yml.")
+        try:
+            examples = read_rasa_yaml(path)
+        except DataError as error:
+            raise InvalidConfigException(f"{NAME}: {error}") from None
+        if not examples:
+            raise InvalidConfigException(f"{NAME}: {path} has no rewrite examples; add at least "
+                                         f"one under `rewrites:`.")
+        return examples
+
+    def _pretrained(self) -> Optional[Rewriter]:
+        if self.config.pretrained_model is None:
+            return None
+        try:
+            return Rewriter.load(self.config.pretrained_model)
+        except ModelFileError as error:
+            raise InvalidConfigException(f"{NAME}: pretrained_model: {error}") from None
+
+    def _rewriter_config(self) -> RewriterConfig:
+        return RewriterConfig(max_history_turns=self.config.max_history_turns,
+                              beam_size=self.config.beam_size)
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
+        """Hashes the rewrites file (and pretrained model) so edits retrain, and only edits."""
+        digest = hashlib.sha256()
+        paths = [config.get("rewrites_file") or ComponentConfig.rewrites_file]
+        if config.get("pretrained_model"):
+            paths += sorted(str(p) for p in Path(config["pretrained_model"]).glob("*"))
+        for name in paths:
+            path = Path(name)
+            digest.update(name.encode())
+            digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        return digest.hexdigest()
+
+    @classmethod
+    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+             execution_context: ExecutionContext, **kwargs: Any) -> "ContextualQueryRewriter":
+        """Loads the trained rewriter and builds the runner that re-parses rewritten text."""
+        settings = ComponentConfig.from_dict(config)
+        with model_storage.read_from(resource) as directory:
+            rewriter = Rewriter.load(directory, max_history_turns=settings.max_history_turns,
+                                     beam_size=settings.beam_size)
+            known = json.loads((directory / KNOWN_VALUES_FILE).read_text(encoding="utf-8"))
+        upstream = UpstreamNLU.build(model_storage, execution_context)
+        return cls(config, model_storage, resource, rewriter, known, upstream)
+
+    def persist(self) -> None:
+        if self._rewriter is None:
+            return
+        with self._model_storage.write_to(self._resource) as directory:
+            self._rewriter.save(directory)
+            (directory / KNOWN_VALUES_FILE).write_text(json.dumps(self._known_values),
+                                                       encoding="utf-8")
+
+
+def _nlu_entity_values(training_data: TrainingData) -> Dict[str, List[str]]:
+    """Entity type -> values annotated in the NLU examples (as written in the text)."""
+    values: Dict[str, set] = {}
+    for message in training_data.entity_examples:
+        text = message.get(TEXT) or ""
+        for span in entity_spans(text, message.get(ENTITIES)):
+            values.setdefault(span.entity, set()).add(text[span.start:span.end])
+    return {entity: sorted(found) for entity, found in values.items()}

@@ -1,0 +1,183 @@
+"""The component inside real Rasa: the example bot trained with `rasa train`, talked to through
+`Agent`, with and without the component in its pipeline."""
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+from rasa.core.agent import Agent
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from cqr_rasa.plugin.component import REWRITE_KEY, ComponentConfig, ContextualQueryRewriter
+
+pytestmark = pytest.mark.slow
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(scope="module")
+def agent(example_model) -> Agent:
+    return Agent.load(str(example_model))
+
+
+@pytest.fixture(scope="module")
+def plain_agent(example_model_without_rewriter) -> Agent:
+    return Agent.load(str(example_model_without_rewriter))
+
+
+def talk(agent: Agent, *texts: str):
+    """Sends the texts as one conversation; returns the bot replies and the final tracker."""
+    sender = uuid.uuid4().hex
+    replies = [[r.get("text") for r in run(agent.handle_text(text, sender_id=sender))]
+               for text in texts]
+    return replies, run(agent.tracker_store.retrieve(sender))
+
+
+def user_turns(tracker: DialogueStateTracker):
+    return [e for e in tracker.events if isinstance(e, UserUttered)]
+
+
+def entities(parse_data, kind):
+    return [e["value"] for e in parse_data.get("entities", []) if e["entity"] == kind]
+
+
+def test_reference_is_resolved_and_reparsed(agent):
+    replies, tracker = talk(agent, "who sings believer", "play their latest album")
+    assert replies[0] == ["'Believer' is by Imagine Dragons."]
+    last = user_turns(tracker)[-1]
+    assert last.text == "play their latest album"  # the tracker keeps the user's own words
+    parse = last.parse_data
+    assert parse["intent"]["name"] == "play_album"
+    assert entities(parse, "artist") == ["Imagine Dragons"]
+    info = parse[REWRITE_KEY]
+    assert info["applied"] is True and info["reason"] == "rewritten"
+    assert info["original_text"] == "play their latest album"
+    assert "Imagine Dragons" in info["rewritten_text"] == parse["text"]
+    assert 0.3 <= info["confidence"] <= 1.0
+    assert info["first_pass_intent"] == "play_album"
+    copied = {w["word"]: w["from_turn"] for w in info["inserted"]}
+    assert copied["Imagine"]["speaker"] == "bot"
+    assert copied["Imagine"]["text"] == "'Believer' is by Imagine Dragons."
+    assert tracker.get_slot("artist") == "Imagine Dragons"
+    assert replies[1] == ["Playing the latest album by Imagine Dragons."]
+
+
+def test_without_the_component_the_artist_is_missing(plain_agent):
+    replies, tracker = talk(plain_agent, "who sings believer", "play their latest album")
+    parse = user_turns(tracker)[-1].parse_data
+    assert entities(parse, "artist") == []
+    assert REWRITE_KEY not in parse
+    assert replies[1] == ["Whose album should I play?"]
+
+
+def test_nothing_to_resolve_is_left_alone(agent):
+    _, tracker = talk(agent, "who sings yellow", "thanks")
+    info = user_turns(tracker)[-1].parse_data[REWRITE_KEY]
+    assert info["applied"] is False and info["rewritten_text"] == "thanks"
+    assert info["reason"] == "unchanged"
+
+
+def test_first_turn_has_no_history(agent):
+    parse = run(agent.parse_message("play their latest album"))
+    assert parse["text"] == "play their latest album"
+    assert parse[REWRITE_KEY]["reason"] == "no_history"
+    assert parse[REWRITE_KEY]["applied"] is False
+
+
+def test_intent_payload_and_skip_intents_are_not_rewritten(agent):
+    _, tracker = talk(agent, "who sings believer", '/play_album{"artist": "Queen"}', "hi")
+    payload, greeting = user_turns(tracker)[-2:]
+    assert payload.parse_data[REWRITE_KEY]["reason"] == "intent_payload"
+    assert payload.parse_data["entities"][0]["value"] == "Queen"
+    assert greeting.parse_data[REWRITE_KEY]["reason"] == "skip_intent"
+
+
+def _loaded_component(model_path: Path, tmp_path: Path) -> ContextualQueryRewriter:
+    """The component as Rasa loads it from the archive (same graph, same storage)."""
+    storage, metadata = LocalModelStorage.from_model_archive(tmp_path / "storage", model_path)
+    schema = metadata.predict_schema
+    node_name = next(n for n, node in schema.nodes.items()
+                     if node.uses is ContextualQueryRewriter)
+    node = schema.nodes[node_name]
+    context = ExecutionContext(schema, metadata.model_id, node_name=node_name)
+    return ContextualQueryRewriter.load(node.config, storage, node.resource, context)
+
+
+def _tracker_after_believer() -> DialogueStateTracker:
+    return DialogueStateTracker.from_events("t", [
+        ActionExecuted("action_listen"),
+        UserUttered("who sings believer", {"name": "ask_artist", "confidence": 1.0},
+                    [{"entity": "song", "value": "Believer", "start": 10, "end": 18}]),
+        BotUttered("'Believer' is by Imagine Dragons."),
+        ActionExecuted("action_listen"),
+    ])
+
+
+def test_errors_inside_the_rewrite_keep_the_message(example_model, tmp_path, caplog):
+    component = _loaded_component(example_model, tmp_path)
+
+    def broken(turns):
+        raise RuntimeError("boom")
+
+    component._rewriter.rewrite = broken
+    message = Message(data={"text": "play their latest album",
+                            "intent": {"name": "play_album", "confidence": 0.9}})
+    with caplog.at_level(logging.WARNING):
+        [out] = component.process([message], _tracker_after_believer())
+    assert out is message and out.get("text") == "play their latest album"
+    assert out.get(REWRITE_KEY)["reason"] == "error: RuntimeError"
+    assert "boom" in caplog.text
+
+
+def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
+    """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
+    loaded = _loaded_component(example_model, tmp_path)
+    config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1,
+              "rewrites_file": str(example_bot_dir / "data" / "rewrites.yml")}
+    storage = LocalModelStorage(tmp_path / "fresh")
+    resource = Resource("cqr")
+    trained = ContextualQueryRewriter.create(config, storage, resource,
+                                             ExecutionContext(None))
+    trained.train(TrainingData())
+    reloaded = ContextualQueryRewriter.load(config, storage, resource, ExecutionContext(None))
+    turns = _tracker_after_believer()
+    for text in ("play their latest album", "thanks", "play her new album"):
+        before = trained.process([Message(data={"text": text})], turns)[0].get(REWRITE_KEY)
+        after = reloaded.process([Message(data={"text": text})], turns)[0].get(REWRITE_KEY)
+        assert before == after
+        assert before["confidence"] is not None
+
+
+def test_bad_config_and_missing_rewrites_file_fail_clearly(tmp_path, monkeypatch):
+    with pytest.raises(InvalidConfigException, match="min_confidence.*between 0 and 1"):
+        ComponentConfig.from_dict({"min_confidence": 3})
+    monkeypatch.chdir(tmp_path)
+    component = ContextualQueryRewriter.create(
+        ContextualQueryRewriter.get_default_config(), LocalModelStorage(tmp_path / "s"),
+        Resource("cqr"), ExecutionContext(None))
+    with pytest.raises(InvalidConfigException, match=r"rewrites_file 'data/rewrites.yml' not found"):
+        component.train(TrainingData())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rewrites.yml").write_text(
+        "rewrites:\n- conversation:\n  - bot: hi\n  rewrite: hi\n")
+    with pytest.raises(InvalidConfigException, match=r"rewrites.yml, rewrite example 1"):
+        component.train(TrainingData())
+
+
+def test_fingerprint_follows_the_rewrites_file(tmp_path):
+    path = tmp_path / "rewrites.yml"
+    path.write_text("rewrites: []\n")
+    first = ContextualQueryRewriter.fingerprint_addon({"rewrites_file": str(path)})
+    assert first == ContextualQueryRewriter.fingerprint_addon({"rewrites_file": str(path)})
+    path.write_text("rewrites: [] # edited\n")
+    assert first != ContextualQueryRewriter.fingerprint_addon({"rewrites_file": str(path)})
