@@ -67,8 +67,8 @@ class Rewriter:
         pending: List[Tuple[int, List[Turn], int]] = []
         for i, turns in enumerate(dialogues):
             window, offset = self._window(turns)
-            if len(window) < 2 or not window[-1].text:
-                text = window[-1].text if window else ""
+            text = window[-1].text if window else ""
+            if len(window) < 2 or not text or self._too_long(text):
                 results[i] = Rewrite(text, 1.0, False)
             else:
                 pending.append((i, window, offset))
@@ -79,6 +79,10 @@ class Rewriter:
             for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
+
+    def _too_long(self, text: str) -> bool:
+        """Utterances the decoder could not write out whole are left as they are."""
+        return len(self.features.tokenizer(text)) > self.features.max_target_tokens - 8
 
     def _window(self, turns: Sequence[Turn]) -> Tuple[List[Turn], int]:
         """The last `max_history_turns` context turns plus the utterance, with clean text."""

@@ -80,7 +80,8 @@ def beam_search(model: PointerGenerator, batch: Batch, encoded: Encoded, beam_si
     for _ in range(max_len):
         k = len(beams)
         expanded = encoded._replace(states=encoded.states.expand(k, -1, -1),
-                                    mask=encoded.mask.expand(k, -1))
+                                    mask=encoded.mask.expand(k, -1),
+                                    ext_ids=encoded.ext_ids.expand(k, -1))
         projected = model.attn_states(expanded.states)
         prev = torch.tensor([h.ids[-1] if h.ids else BOS_ID for h in beams])
         step = model.step(expanded, projected, state, prev)
@@ -104,11 +105,10 @@ def beam_search(model: PointerGenerator, batch: Batch, encoded: Encoded, beam_si
             rows.append(b)
             if len(candidates) == beam_size:
                 break
-        if len(finished) >= beam_size or not candidates:
+        if not candidates or (len(finished) >= beam_size and max(h.score for h in finished)
+                              >= max(h.score for h in candidates)):
             break
         index = torch.tensor(rows)
         beams = candidates
-        state = step.state._replace(h=step.state.h[index], c=step.state.c[index],
-                                    context=step.state.context[index],
-                                    coverage=step.state.coverage[index])
+        state = type(step.state)(*(tensor[index] for tensor in step.state))
     return max(finished or beams, key=lambda h: h.score)

@@ -34,6 +34,7 @@ class NetworkConfig:
 class Encoded(NamedTuple):
     states: torch.Tensor  # (batch, src_len, 2*hidden)
     mask: torch.Tensor  # (batch, src_len) bool
+    ext_ids: torch.Tensor  # (batch, src_len) extended-vocabulary id of each source word
     init: Tuple[torch.Tensor, torch.Tensor]  # decoder (h, c), each (batch, hidden)
     rewrite_logit: torch.Tensor  # (batch,)
 
@@ -43,6 +44,7 @@ class DecoderState(NamedTuple):
     c: torch.Tensor  # (batch, hidden)
     context: torch.Tensor  # (batch, 2*hidden)
     coverage: torch.Tensor  # (batch, src_len)
+    attn: torch.Tensor  # (batch, src_len): the last step's attention
 
 
 class Step(NamedTuple):
@@ -76,7 +78,7 @@ class PointerGenerator(nn.Module):
         self.bridge = nn.Linear(4 * h, 2 * h)
         self.rewrite_head = nn.Sequential(nn.Linear(4 * h, h), nn.Tanh(), nn.Linear(h, 1))
         self.target_embedding = nn.Embedding(config.gen_vocab, d, padding_idx=PAD_ID)
-        self.decoder = nn.LSTMCell(d + 2 * h, h)
+        self.decoder = nn.LSTMCell(d + 4 * h, h)
         a = config.attention
         self.attn_states = nn.Linear(2 * h, a, bias=False)
         self.attn_query = nn.Linear(h, a)
@@ -102,13 +104,14 @@ class PointerGenerator(nn.Module):
         pooled = torch.cat([_masked_max(states, batch.utterance_mask),
                             _masked_max(states, batch.source_mask)], dim=-1)
         h0, c0 = torch.tanh(self.bridge(pooled)).chunk(2, dim=-1)
-        return Encoded(states, batch.source_mask, (h0, c0), self.rewrite_head(pooled).squeeze(-1))
+        return Encoded(states, batch.source_mask, batch.ext_ids, (h0, c0),
+                       self.rewrite_head(pooled).squeeze(-1))
 
     def initial_state(self, encoded: Encoded) -> DecoderState:
         batch, src_len, width = encoded.states.shape
         zeros = encoded.states.new_zeros
         return DecoderState(encoded.init[0], encoded.init[1], zeros(batch, width),
-                            zeros(batch, src_len))
+                            zeros(batch, src_len), zeros(batch, src_len))
 
     def step(self, encoded: Encoded, projected: torch.Tensor, state: DecoderState,
              prev_ids: torch.Tensor) -> Step:
@@ -122,7 +125,9 @@ class PointerGenerator(nn.Module):
         """The recurrent part of a step: decoder LSTM, attention with coverage, context."""
         gen_ids = prev_ids.masked_fill(prev_ids >= self.config.gen_vocab, 1)  # copied OOV -> UNK
         emb = self.dropout(self.target_embedding(gen_ids))
-        h, c = self.decoder(torch.cat([emb, state.context], dim=-1), (state.h, state.c))
+        selective = _selective_read(encoded, state.attn, prev_ids, self.config.gen_vocab)
+        h, c = self.decoder(torch.cat([emb, state.context, selective], dim=-1),
+                            (state.h, state.c))
         # shape: (batch, src_len, attention)
         energy = torch.tanh(projected + self.attn_query(h).unsqueeze(1)
                             + state.coverage.unsqueeze(-1) * self.attn_coverage)
@@ -131,7 +136,7 @@ class PointerGenerator(nn.Module):
         attn = attn_logp.exp()
         # shape: (batch, 2 * hidden)
         context = torch.bmm(attn.unsqueeze(1), encoded.states).squeeze(1)
-        return emb, DecoderState(h, c, context, state.coverage + attn), attn_logp
+        return emb, DecoderState(h, c, context, state.coverage + attn, attn), attn_logp
 
     def _output(self, h: torch.Tensor, context: torch.Tensor, emb: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -204,6 +209,21 @@ def extended_logp(step: Step, ext_ids: torch.Tensor, gen_vocab: int, max_oov: in
     copy_logp = torch.where(copy > 0, copy.clamp(min=1e-30).log(), copy.new_tensor(NEG))
     return torch.logaddexp(step.log_p_gen.unsqueeze(1) + vocab,
                            step.log_p_copy.unsqueeze(1) + copy_logp)
+
+
+def _selective_read(encoded: Encoded, attn: torch.Tensor, prev_ids: torch.Tensor,
+                    gen_vocab: int) -> torch.Tensor:
+    """The encoder states of the source words equal to the previous output word when that word
+    is outside the generation vocabulary, weighted by the last attention (CopyNet's selective
+    read). It tells the decoder where a copy stands, whose own input embedding is only UNK, so a
+    multi-word name is copied on to its next word instead of restarting."""
+    # shape: (batch, src_len)
+    hits = ((encoded.ext_ids == prev_ids.unsqueeze(1)) & encoded.mask
+            & (prev_ids >= gen_vocab).unsqueeze(1))
+    weights = hits.float() * (attn + 1e-3)
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-9)
+    # shape: (batch, 2 * hidden)
+    return torch.bmm(weights.unsqueeze(1), encoded.states).squeeze(1)
 
 
 def _masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
