@@ -125,7 +125,7 @@ class PointerGenerator(nn.Module):
         """The recurrent part of a step: decoder LSTM, attention with coverage, context."""
         gen_ids = prev_ids.masked_fill(prev_ids >= self.config.gen_vocab, 1)  # copied OOV -> UNK
         emb = self.dropout(self.target_embedding(gen_ids))
-        selective = _selective_read(encoded, state.attn, prev_ids, self.config.gen_vocab)
+        selective = _selective_read(encoded, state.attn, prev_ids)
         h, c = self.decoder(torch.cat([emb, state.context, selective], dim=-1),
                             (state.h, state.c))
         # shape: (batch, src_len, attention)
@@ -211,17 +211,13 @@ def extended_logp(step: Step, ext_ids: torch.Tensor, gen_vocab: int, max_oov: in
                            step.log_p_copy.unsqueeze(1) + copy_logp)
 
 
-def _selective_read(encoded: Encoded, attn: torch.Tensor, prev_ids: torch.Tensor,
-                    gen_vocab: int) -> torch.Tensor:
-    """The encoder states of the source words equal to the previous output word when that word
-    is outside the generation vocabulary, weighted by the last attention (CopyNet's selective
-    read). It tells the decoder where a copy stands, whose own input embedding is only UNK, so a
-    multi-word name is copied on to its next word instead of restarting."""
+def _selective_read(encoded: Encoded, attn: torch.Tensor, prev_ids: torch.Tensor) -> torch.Tensor:
+    """CopyNet's selective read: the encoder states of the source positions holding the previous
+    output word, weighted by the attention that picked it. After copying "Imagine" it points at
+    that very position, so the decoder goes on to "Dragons" instead of starting the name again;
+    after a generated word that the attention did not point at, it is close to zero."""
     # shape: (batch, src_len)
-    hits = ((encoded.ext_ids == prev_ids.unsqueeze(1)) & encoded.mask
-            & (prev_ids >= gen_vocab).unsqueeze(1))
-    weights = hits.float() * (attn + 1e-3)
-    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-9)
+    weights = attn * ((encoded.ext_ids == prev_ids.unsqueeze(1)) & encoded.mask).float()
     # shape: (batch, 2 * hidden)
     return torch.bmm(weights.unsqueeze(1), encoded.states).squeeze(1)
 

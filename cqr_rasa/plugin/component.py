@@ -55,7 +55,7 @@ class ComponentConfig:
     # Beam width for decoding (1 = greedy, fastest).
     beam_size: int = 1
     # Upper bound on training epochs (early stopping may end sooner).
-    epochs: int = 30
+    epochs: int = 40
     # Entity-swapped copies of each rewrite example per training epoch, with values drawn from
     # the NLU data's entity examples (and the rewrites file).
     synthetic_examples: int = 2

@@ -94,12 +94,16 @@ def test_first_turn_has_no_history(agent):
     assert parse[REWRITE_KEY]["applied"] is False
 
 
-def test_intent_payload_and_skip_intents_are_not_rewritten(agent):
+def test_intent_payload_and_skip_intents_are_not_rewritten(agent, example_model, tmp_path):
     _, tracker = talk(agent, "who sings believer", '/play_album{"artist": "Queen"}', "hi")
     payload, greeting = user_turns(tracker)[-2:]
-    assert payload.parse_data[REWRITE_KEY]["reason"] == "intent_payload"
-    assert payload.parse_data["entities"][0]["value"] == "Queen"
+    assert payload.intent_name == "play_album"
+    assert [e["value"] for e in payload.entities] == ["Queen"]
     assert greeting.parse_data[REWRITE_KEY]["reason"] == "skip_intent"
+    component = _loaded_component(example_model, tmp_path)
+    text = '/play_album{"artist": "Queen"}'
+    [out] = component.process([Message(data={"text": text})], _tracker_after_believer())
+    assert out.get("text") == text and out.get(REWRITE_KEY)["reason"] == "intent_payload"
 
 
 def _loaded_component(model_path: Path, tmp_path: Path) -> ContextualQueryRewriter:
@@ -144,7 +148,7 @@ def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, 
     loaded = _loaded_component(example_model, tmp_path)
     config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1,
               "rewrites_file": str(example_bot_dir / "data" / "rewrites.yml")}
-    storage = LocalModelStorage(tmp_path / "fresh")
+    storage = LocalModelStorage.create(tmp_path / "fresh")
     resource = Resource("cqr")
     trained = ContextualQueryRewriter.create(config, storage, resource,
                                              ExecutionContext(None))
@@ -163,7 +167,7 @@ def test_bad_config_and_missing_rewrites_file_fail_clearly(tmp_path, monkeypatch
         ComponentConfig.from_dict({"min_confidence": 3})
     monkeypatch.chdir(tmp_path)
     component = ContextualQueryRewriter.create(
-        ContextualQueryRewriter.get_default_config(), LocalModelStorage(tmp_path / "s"),
+        ContextualQueryRewriter.get_default_config(), LocalModelStorage.create(tmp_path / "s"),
         Resource("cqr"), ExecutionContext(None))
     with pytest.raises(InvalidConfigException, match=r"rewrites_file 'data/rewrites.yml' not found"):
         component.train(TrainingData())
