@@ -54,7 +54,7 @@ class ComponentConfig:
     min_confidence: float = 0.3
     # Beam width for decoding (1 = greedy, fastest).
     beam_size: int = 1
-    # Upper bound on training epochs (early stopping may end sooner).
+    # Training epochs (with 300+ examples, early stopping on a 10% split may end sooner).
     epochs: int = 40
     # Entity-swapped copies of each rewrite example per training epoch, with values drawn from
     # the NLU data's entity examples (and the rewrites file).
@@ -126,7 +126,7 @@ class ContextualQueryRewriter(GraphComponent):
         nlu_values = _nlu_entity_values(training_data)
         train_config = TrainConfig(epochs=self.config.epochs, seed=self.config.random_seed,
                                    swapped_copies=self.config.synthetic_examples,
-                                   validation_fraction=0.1 if len(examples) >= 30 else 0.0)
+                                   validation_fraction=0.1 if len(examples) >= 300 else 0.0)
         self._rewriter = train(examples, train_config, self._rewriter_config(),
                                initial=self._pretrained(), extra_values=nlu_values)
         known = value_pool(examples)
