@@ -25,11 +25,13 @@ class Hypothesis(NamedTuple):
 
 
 def _blocked(ids: Sequence[int], n: int) -> List[int]:
-    """Ids that would repeat an n-gram already in `ids`."""
+    """Ids that would repeat an n-gram already in `ids`, or the last id right away ("by by")."""
+    repeat = ids[-1:]
     if n <= 0 or len(ids) < n - 1:
-        return []
+        return list(repeat)
     prefix = tuple(ids[len(ids) - n + 1:]) if n > 1 else ()
-    return [ids[i + n - 1] for i in range(len(ids) - n + 1) if tuple(ids[i:i + n - 1]) == prefix]
+    return list(repeat) + [ids[i + n - 1] for i in range(len(ids) - n + 1)
+                           if tuple(ids[i:i + n - 1]) == prefix]
 
 
 @torch.no_grad()
