@@ -52,7 +52,15 @@ def main() -> None:
                                          "identity": per_example(identity),
                                          "heuristic": per_example(heuristic)})
     report["settings"] = overrides
+    rewrites = [i for i, e in enumerate(examples) if e.needs_rewrite]
+    report["rewrites_only"] = evaluate_systems(
+        [examples[i] for i in rewrites],
+        {"model": lambda _: [predictions[i] for i in rewrites],
+         "identity": per_example(identity)})["systems"]
+    report["predictions"] = predictions
     print(format_table(report))
+    print("on the examples that need a rewrite: BLEU model %.2f, identity %.2f" % (
+        report["rewrites_only"]["model"]["bleu"], report["rewrites_only"]["identity"]["bleu"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

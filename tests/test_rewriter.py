@@ -83,17 +83,8 @@ PROBES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, and far faster when another job holds the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def rewriter(one_torch_thread):
+def rewriter():
     return train(training_examples(), train_config(40), progress=False)
 
 

@@ -14,7 +14,7 @@ from cqr_rasa.features import (
     Source,
     make_batch,
 )
-from cqr_rasa.model import NetworkConfig, PointerGenerator
+from cqr_rasa.model import NetworkConfig, PointerGenerator, torch_threads
 
 WORD_VOCAB, GEN_VOCAB, INTENT_VOCAB, TYPE_VOCAB = 30, 12, 5, 6
 FIRST_WORD = 4  # generation ids below this are the specials
@@ -23,10 +23,8 @@ FIRST_WORD = 4  # generation ids below this are the specials
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Tiny tensors: one thread is faster, and far faster when another job holds the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def make_source(rng: random.Random, length: int, n_oov: int, utterance_len: int) -> Source:
