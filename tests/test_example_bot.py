@@ -76,11 +76,14 @@ def test_conversation_file_is_well_formed():
 
 
 @pytest.fixture(scope="module")
-def scores(example_model, example_model_without_rewriter):
+def scores(example_model, example_model_without_rewriter, pytestconfig):
     with_rewriter = run_conversations(Agent.load(str(example_model)))
     without = run_conversations(Agent.load(str(example_model_without_rewriter)))
-    print(f"\nexample bot conversations: {with_rewriter[0]}/{with_rewriter[1]} turns right with "
-          f"the rewriter, {without[0]}/{without[1]} without it")
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # the figures belong in the test log
+        print(f"\nexample bot conversations: {with_rewriter[0]}/{with_rewriter[1]} turns right "
+              f"with the rewriter, {without[0]}/{without[1]} without it; wrong with it:\n  "
+              + "\n  ".join(with_rewriter[2]))
     return with_rewriter, without
 
 
@@ -92,7 +95,6 @@ MIN_ABLATION_GAP = 0.2
 
 def test_scripted_turns_are_right_with_the_rewriter(scores):
     (right, total, failures), _ = scores
-    print("\n".join(["turns the bot got wrong:"] + failures))
     assert right >= MIN_SHARE_RIGHT * total, f"{right}/{total} turns right; failures:\n" + \
         "\n".join(failures)
 

@@ -148,6 +148,7 @@ def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, 
     loaded = _loaded_component(example_model, tmp_path)
     config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1,
               "rewrites_file": str(example_bot_dir / "data" / "rewrites.yml")}
+    (tmp_path / "fresh").mkdir()
     storage = LocalModelStorage.create(tmp_path / "fresh")
     resource = Resource("cqr")
     trained = ContextualQueryRewriter.create(config, storage, resource,
