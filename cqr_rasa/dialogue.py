@@ -1,6 +1,6 @@
 """Plain data carried between the readers, the rewriter, the evaluation and the Rasa adapter."""
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 USER = "user"
 BOT = "bot"
@@ -71,5 +71,3 @@ class Rewrite:
     sources: Dict[int, Optional[int]] = field(default_factory=dict)
     rewrite_probability: float = 0.0
 
-
-Span = Tuple[int, int]

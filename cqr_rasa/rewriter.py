@@ -66,7 +66,7 @@ class Rewriter:
         results: List[Optional[Rewrite]] = [None] * len(dialogues)
         pending: List[Tuple[int, List[Turn], int]] = []
         for i, turns in enumerate(dialogues):
-            window, offset = self._window(turns)
+            window, offset = self.window(turns)
             text = window[-1].text if window else ""
             if len(window) < 2 or not text or self._too_long(text):
                 results[i] = Rewrite(text, 1.0, False)
@@ -84,7 +84,7 @@ class Rewriter:
         """Utterances the decoder could not write out whole are left as they are."""
         return len(self.features.tokenizer(text)) > self.features.max_target_tokens - 8
 
-    def _window(self, turns: Sequence[Turn]) -> Tuple[List[Turn], int]:
+    def window(self, turns: Sequence[Turn]) -> Tuple[List[Turn], int]:
         """The last `max_history_turns` context turns plus the utterance, with clean text."""
         keep = list(turns)[-(self.config.max_history_turns + 1):]
         window = []
