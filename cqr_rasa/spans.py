@@ -30,3 +30,12 @@ class ValueMatcher:
             if all(end <= s or start >= e for s, e, _ in taken):
                 taken.append((start, end, entity))
         return [EntitySpan(s, e, entity, text[s:e]) for s, e, entity in sorted(taken)]
+
+
+def merge_spans(preferred: List[EntitySpan], others: List[EntitySpan]) -> List[EntitySpan]:
+    """`preferred` plus those of `others` that overlap none of them, in text order."""
+    kept = list(preferred)
+    for span in others:
+        if all(span.end <= p.start or span.start >= p.end for p in preferred):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)

@@ -9,6 +9,7 @@ from cqr_rasa.dialogue import BOT, USER, EntitySpan, Turn
 from cqr_rasa.features import FeatureSpace, clean_text
 from cqr_rasa.model import NetworkConfig, PointerGenerator
 from cqr_rasa.rewriter import Rewriter, RewriterConfig
+from cqr_rasa.spans import ValueMatcher
 
 WORDS = ["play", "their", "latest", "album", "who", "sings", "it", "there", "the", "weather", "in",
          "Boston", "tomorrow", "is", "by", "'", "?", "."]
@@ -96,7 +97,8 @@ def test_context_builder_never_raises(events, max_turns):
         else:
             tracker_events.append(SlotSet("artist", text))
     tracker = DialogueStateTracker.from_events("p", tracker_events)
-    turns = context_turns(tracker, max_turns, {"Imagine Dragons": "artist", "": "song"})
+    known = ValueMatcher({"Imagine Dragons": "artist", "": "song"})
+    turns = context_turns(tracker, max_turns, known)
     assert len(turns) <= max_turns
     for turn in turns:
         assert turn.speaker in (USER, BOT)

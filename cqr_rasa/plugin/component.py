@@ -30,6 +30,7 @@ from cqr_rasa.plugin.rerun import UpstreamNLU
 from cqr_rasa.readers import DataError
 from cqr_rasa.readers.rasa_yaml import read_rasa_yaml
 from cqr_rasa.rewriter import ModelFileError, Rewriter, RewriterConfig
+from cqr_rasa.spans import ValueMatcher
 from cqr_rasa.training import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class ContextualQueryRewriter(GraphComponent):
         self._known_values = known_values or {}
         self._upstream = upstream
         self._bot_entities: "OrderedDict[str, list]" = OrderedDict()
+        self._known_spans: "OrderedDict[str, list]" = OrderedDict()
+        self._known_matcher = ValueMatcher(self._known_values)
 
     def train(self, training_data: TrainingData) -> Resource:
         """Trains the rewriter on `rewrites_file`, swapping in values from the NLU data; saves it."""
@@ -134,6 +137,8 @@ class ContextualQueryRewriter(GraphComponent):
             known.setdefault(entity, []).extend(values)
         self._known_values = {value: entity for entity, values in known.items()
                               for value in values}
+        self._known_matcher = ValueMatcher(self._known_values)
+        self._known_spans.clear()
         self.persist()
         return self._resource
 
@@ -175,7 +180,7 @@ class ContextualQueryRewriter(GraphComponent):
         if intent in self.config.skip_intents:
             info["reason"] = "skip_intent"
             return message
-        history = context_turns(tracker, self.config.max_history_turns, self._known_values,
+        history = context_turns(tracker, self.config.max_history_turns, self._known_entities,
                                 self._extract_bot_entities)
         if not history:
             info["reason"] = "no_history"
@@ -201,16 +206,17 @@ class ContextualQueryRewriter(GraphComponent):
             for k, t in sorted(rewrite.sources.items())])
         return reparsed
 
+    def _known_entities(self, text: str) -> list:
+        """Spans of the known entity values in a bot text (cached: bot texts recur each turn)."""
+        return _cached(self._known_spans, text, self._known_matcher)
+
     def _extract_bot_entities(self, text: str) -> list:
         """The upstream NLU's entities on a bot text (cached: bot texts repeat)."""
         if self._upstream is None:
             return []
-        if text not in self._bot_entities:
-            parsed = self._upstream.parse(text, Message(data={TEXT: text}), None)
-            self._bot_entities[text] = entity_spans(text, parsed.get(ENTITIES))
-            if len(self._bot_entities) > 512:
-                self._bot_entities.popitem(last=False)
-        return self._bot_entities[text]
+        upstream = self._upstream
+        return _cached(self._bot_entities, text, lambda t: entity_spans(
+            t, upstream.parse(t, Message(data={TEXT: t}), None).get(ENTITIES)))
 
     def _read_rewrites(self) -> List[Example]:
         path = Path(self.config.rewrites_file)
@@ -272,6 +278,15 @@ class ContextualQueryRewriter(GraphComponent):
             self._rewriter.save(directory)
             (directory / KNOWN_VALUES_FILE).write_text(json.dumps(self._known_values),
                                                        encoding="utf-8")
+
+
+def _cached(cache: "OrderedDict[str, list]", text: str, compute: Any) -> list:
+    """`compute(text)`, remembered for the 512 most recent texts."""
+    if text not in cache:
+        cache[text] = compute(text)
+        if len(cache) > 512:
+            cache.popitem(last=False)
+    return cache[text]
 
 
 def _nlu_entity_values(training_data: TrainingData) -> Dict[str, List[str]]:

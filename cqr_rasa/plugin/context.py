@@ -13,7 +13,7 @@ from rasa.shared.nlu.constants import (
 )
 
 from cqr_rasa.dialogue import BOT, USER, EntitySpan, Turn
-from cqr_rasa.spans import ValueMatcher
+from cqr_rasa.spans import ValueMatcher, merge_spans
 
 BotEntityExtractor = Callable[[str], List[EntitySpan]]
 
@@ -32,7 +32,7 @@ def entity_spans(text: str, entities: Optional[Iterable[Dict[str, Any]]]) -> Lis
 
 
 def context_turns(tracker: Optional[DialogueStateTracker], max_turns: int,
-                  known_values: Optional[Dict[str, str]] = None,
+                  known_entities: Optional[BotEntityExtractor] = None,
                   extract_bot_entities: Optional[BotEntityExtractor] = None) -> List[Turn]:
     """The last `max_turns` user and bot turns of the conversation, oldest first.
 
@@ -66,10 +66,12 @@ def context_turns(tracker: Optional[DialogueStateTracker], max_turns: int,
             continue
         text, slot_values = item
         values: Dict[str, str] = {}
-        for source in (slot_values, user_values, known_values or {}):  # preferred first
+        for source in (slot_values, user_values):  # preferred first
             for value, entity in source.items():
                 values.setdefault(value, entity)
         spans = ValueMatcher(values)(text)
+        if known_entities is not None:
+            spans = merge_spans(spans, known_entities(text))
         if not spans and extract_bot_entities is not None:
             spans = extract_bot_entities(text)
         turns.append(Turn(BOT, text, None, spans))
