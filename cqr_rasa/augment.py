@@ -2,20 +2,25 @@
 import random
 import re
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from cqr_rasa.dialogue import EntitySpan, Example, Turn
 from cqr_rasa.features import normalize_value
 
 
-def value_pool(examples: Sequence[Example]) -> Dict[str, List[str]]:
-    """Entity type -> distinct values (as written) seen in the examples' spans."""
+def value_pool(examples: Sequence[Example],
+               extra: Optional[Mapping[str, Iterable[str]]] = None) -> Dict[str, List[str]]:
+    """Entity type -> distinct values (as first written) seen in the examples' spans, plus the
+    `extra` values per type (e.g. a bot's NLU entity examples)."""
     pool: Dict[str, Dict[str, str]] = defaultdict(dict)
     for example in examples:
         for turn in example.turns:
             for span in turn.entities:
                 text = turn.text[span.start:span.end]
                 pool[span.entity].setdefault(normalize_value(text), text)
+    for entity, values in (extra or {}).items():
+        for value in values:
+            pool[entity].setdefault(normalize_value(value), value)
     return {entity: sorted(values.values()) for entity, values in pool.items()}
 
 

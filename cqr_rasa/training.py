@@ -88,9 +88,7 @@ def _train(examples: Sequence[Example], config: TrainConfig,
         features, network = initial.features, copy.deepcopy(initial.network)
     encode = lambda e: features.encode_source(e.turns[-window:])  # noqa: E731
     originals = [(e, encode(e)) for e in trn]
-    pool = value_pool(trn)
-    for entity, values in extra_values.items():
-        pool[entity] = sorted(set(pool.get(entity, [])) | set(values))
+    pool = value_pool(trn, extra_values)
     val_items = [(encode(e), e.rewrite, e.needs_rewrite) for e in val]
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     best_loss, best_state, stale = float("inf"), copy.deepcopy(network.state_dict()), 0

@@ -132,9 +132,7 @@ class ContextualQueryRewriter(GraphComponent):
                                    validation_fraction=0.1 if len(examples) >= 300 else 0.0)
         self._rewriter = train(examples, train_config, self._rewriter_config(),
                                initial=self._pretrained(), extra_values=nlu_values)
-        known = value_pool(examples)
-        for entity, values in nlu_values.items():
-            known.setdefault(entity, []).extend(values)
+        known = value_pool(examples, nlu_values)
         self._known_values = {value: entity for entity, values in known.items()
                               for value in values}
         self._known_matcher = ValueMatcher(self._known_values)
