@@ -218,17 +218,15 @@ class FeatureSpace:
 
     def extend(self, words: Sequence[str]) -> Tuple[List[int], List[str]]:
         """Extended-vocabulary ids of source words and the list of out-of-vocabulary words."""
-        oov: List[str] = []
+        oov: Dict[str, int] = {}  # word -> extended id, in order of first appearance
         ids = []
         for word in words:
             key = word.lower()
             if key in self.gen.stoi:
                 ids.append(self.gen.stoi[key])
             else:
-                if key not in oov:
-                    oov.append(key)
-                ids.append(len(self.gen) + oov.index(key))
-        return ids, oov
+                ids.append(oov.setdefault(key, len(self.gen) + len(oov)))
+        return ids, list(oov)
 
     def encode_target(self, text: str, source: Source) -> List[int]:
         """Target ids over the extended vocabulary, ending in EOS; uncopyable rare words are UNK."""

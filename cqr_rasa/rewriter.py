@@ -65,24 +65,26 @@ class Rewriter:
         """Rewrites many dialogues at once (greedy decoding is batched; beam search is not)."""
         results: List[Optional[Rewrite]] = [None] * len(dialogues)
         pending: List[Tuple[int, List[Turn], int]] = []
+        sources: List[Source] = []
+        # utterances the decoder could not write out whole are left as they are
+        longest = self.features.max_target_tokens - 8
         for i, turns in enumerate(dialogues):
             window, offset = self.window(turns)
             text = window[-1].text if window else ""
-            if len(window) < 2 or not text or self._too_long(text):
-                results[i] = Rewrite(text, 1.0, False)
-            else:
-                pending.append((i, window, offset))
+            # whitespace words never outnumber tokens: huge inputs stop here, before encoding
+            if len(window) >= 2 and text and len(text.split()) <= longest:
+                source = self.features.encode_source(window)
+                if len(source.words) - source.utterance_start <= longest:
+                    pending.append((i, window, offset))
+                    sources.append(source)
+                    continue
+            results[i] = Rewrite(text, 1.0, False)
         if pending:
-            sources = [self.features.encode_source(window) for _, window, _ in pending]
             with torch_threads(self.config.threads):
                 decoded = self._decode(sources, pending)
             for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
-
-    def _too_long(self, text: str) -> bool:
-        """Utterances the decoder could not write out whole are left as they are."""
-        return len(self.features.tokenizer(text)) > self.features.max_target_tokens - 8
 
     def window(self, turns: Sequence[Turn]) -> Tuple[List[Turn], int]:
         """The last `max_history_turns` context turns plus the utterance, with clean text."""
@@ -94,22 +96,26 @@ class Rewriter:
             window.append(Turn(turn.speaker, text, turn.intent, entities))
         return window, len(turns) - len(keep)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
                 ) -> List[Rewrite]:
-        batch = make_batch(sources)
-        encoded = self.network.encode(batch)
-        p_rewrite = torch.sigmoid(encoded.rewrite_logit).tolist()
         max_len = self.features.max_target_tokens
         if self.config.beam_size > 1:
-            hyps = []
-            for b in range(len(sources)):
-                one = make_batch([sources[b]])
-                hyps.append(beam_search(self.network, one, self.network.encode(one),
-                                        self.config.beam_size, max_len,
-                                        self.config.no_repeat_ngram))
+            hyps, p_rewrite = [], []
+            for source in sources:
+                one = make_batch([source])
+                encoded = self.network.encode(one)
+                p_rewrite.append(float(torch.sigmoid(encoded.rewrite_logit)))
+                hyps.append(beam_search(self.network, one, encoded, self.config.beam_size,
+                                        max_len, self.config.no_repeat_ngram))
         else:
-            hyps = greedy(self.network, batch, encoded, max_len, self.config.no_repeat_ngram)
+            batch = make_batch(sources)
+            encoded = self.network.encode(batch)
+            p_rewrite = torch.sigmoid(encoded.rewrite_logit).tolist()
+            if max(p_rewrite) < self.config.rewrite_threshold:
+                hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
+            else:
+                hyps = greedy(self.network, batch, encoded, max_len, self.config.no_repeat_ngram)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text

@@ -49,22 +49,27 @@ def greedy(model: PointerGenerator, batch: Batch, encoded: Encoded, max_len: int
         step = model.step(encoded, projected, state, prev)
         logp = extended_logp(step, batch.ext_ids, gen_vocab, batch.max_oov)
         logp[:, NEVER] = NEG
+        rows, banned = [], []
         for b in range(size):
-            for banned in _blocked(hyps[b].ids, no_repeat_ngram):
-                logp[b, banned] = NEG
+            blocked = _blocked(hyps[b].ids, no_repeat_ngram)
+            rows += [b] * len(blocked)
+            banned += blocked
+        if banned:
+            logp[rows, banned] = NEG
         best = logp.argmax(-1)
-        for b in range(size):
+        # one conversion per step instead of one per dialogue and value
+        chosen = logp.gather(1, best.unsqueeze(1)).squeeze(1).tolist()
+        copied = (step.log_p_copy > step.log_p_gen).tolist()
+        for b, token in enumerate(best.tolist()):
             if done[b]:
                 continue
-            token = int(best[b])
+            hyps[b].logps.append(chosen[b])
             if token == EOS_ID:
-                hyps[b].logps.append(float(logp[b, token]))
                 done[b] = True
                 continue
             hyps[b].ids.append(token)
-            hyps[b].logps.append(float(logp[b, token]))
             hyps[b].attention.append(step.attn[b])
-            hyps[b].copied.append(bool(step.log_p_copy[b] > step.log_p_gen[b]))
+            hyps[b].copied.append(copied[b])
         if all(done):
             break
         state, prev = step.state, best
@@ -78,13 +83,14 @@ def beam_search(model: PointerGenerator, batch: Batch, encoded: Encoded, beam_si
     gen_vocab = model.config.gen_vocab
     beams = [Hypothesis([], [], [], [])]
     state = model.initial_state(encoded)
+    projected_one = model.attn_states(encoded.states)
     finished: List[Hypothesis] = []
     for _ in range(max_len):
         k = len(beams)
         expanded = encoded._replace(states=encoded.states.expand(k, -1, -1),
                                     mask=encoded.mask.expand(k, -1),
                                     ext_ids=encoded.ext_ids.expand(k, -1))
-        projected = model.attn_states(expanded.states)
+        projected = projected_one.expand(k, -1, -1)
         prev = torch.tensor([h.ids[-1] if h.ids else BOS_ID for h in beams])
         step = model.step(expanded, projected, state, prev)
         logp = extended_logp(step, batch.ext_ids.expand(k, -1), gen_vocab, batch.max_oov)

@@ -95,12 +95,16 @@ class PointerGenerator(nn.Module):
                       + [emb(feats[..., i + 1]) for i, emb in enumerate(self.feature_embeddings)],
                       dim=-1)
         lengths = batch.source_mask.sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths, batch_first=True,
-                                                   enforce_sorted=False)
-        out, _ = self.encoder(packed)
-        # shape: (batch, src_len, 2 * hidden)
-        states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
-                                                     total_length=feats.size(1))
+        if bool((lengths == feats.size(1)).all()):
+            # no padding (always so for one dialogue): packing would only cost time, 4x here
+            # shape: (batch, src_len, 2 * hidden)
+            states, _ = self.encoder(self.dropout(x))
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths, batch_first=True,
+                                                       enforce_sorted=False)
+            out, _ = self.encoder(packed)
+            states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
+                                                         total_length=feats.size(1))
         pooled = torch.cat([_masked_max(states, batch.utterance_mask),
                             _masked_max(states, batch.source_mask)], dim=-1)
         h0, c0 = torch.tanh(self.bridge(pooled)).chunk(2, dim=-1)
