@@ -130,7 +130,8 @@ class Rewriter:
                 turns.append(turn if copied else None)
             text = detokenize(words)
             confidence = p * math.exp(sum(hyp.logps) / max(1, len(hyp.logps)))
-            if not text or " ".join(text.split()) == utterance:
+            if (not text or " ".join(text.split()) == utterance
+                    or _drops_unknown_words(source, self.features, words)):
                 out.append(Rewrite(utterance, confidence, False, rewrite_probability=p))
                 continue
             own = {w.lower() for w in source.words[source.utterance_start:]}
@@ -206,6 +207,22 @@ def surface(token: int, attention: torch.Tensor, source: Source, features: Featu
         hits = inner
     best = max(hits, key=lambda i: float(attention[i]))
     return source.words[best], source.turn_index[best]
+
+
+def _drops_unknown_words(source: Source, features: FeatureSpace, words: Sequence[str]) -> bool:
+    """Whether a rewrite left out a word of the utterance written in characters the network never
+    learned from: emoji, symbols, other alphabets.
+
+    Such words are the user's own content, not references the rewriter knows how to resolve, and a
+    rewrite that loses one ("play their latest album \U0001F3B8" -> "play Imagine latest album by
+    Dragons") is mistaken whatever its confidence; the utterance is kept instead. (Unknown words in
+    plain ASCII are left to the network: in a small bot's data "the store" may well be a
+    reference it has learned to replace.)
+    """
+    kept = {w.lower() for w in words}
+    return any(not word.isascii() and word.lower() not in features.words.stoi
+               and word.lower() not in kept
+               for word in source.words[source.utterance_start:])
 
 
 def _sha256(path: Path) -> str:

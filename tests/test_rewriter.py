@@ -24,6 +24,7 @@ from cqr_rasa.rewriter import (
     ModelFileError,
     Rewriter,
     RewriterConfig,
+    _drops_unknown_words,
 )
 from cqr_rasa.training import TrainConfig, train
 
@@ -289,6 +290,18 @@ def test_sources_point_at_the_turn_the_artist_came_from(saved):
     for index, turn in result.sources.items():
         assert result.tokens[index].lower() not in utterance
         assert turn is None or 0 <= turn < len(turns) - 1
+
+
+def test_a_rewrite_never_drops_emoji_or_other_alphabets(rewriter):
+    turns = UNSEEN[:-1] + [Turn(USER, "play their latest album \U0001F3B8 schön")]
+    source = rewriter.features.encode_source(turns)
+    complete = ["play", "Zorblax", "Quintet", "'", "latest", "album", "\U0001F3B8", "schön"]
+    assert not _drops_unknown_words(source, rewriter.features, complete)
+    assert _drops_unknown_words(source, rewriter.features, complete[:-1])
+    # known words may go
+    assert not _drops_unknown_words(source, rewriter.features, ["play", "\U0001F3B8", "schön"])
+    result = rewriter.rewrite(turns)
+    assert "\U0001F3B8" in result.text and "schön" in result.text
 
 
 def test_utterance_with_control_characters_is_cleaned(rewriter):
