@@ -7,6 +7,7 @@ that Rasa gives it a predict node; it never changes the first-pass parse unless 
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -152,6 +153,7 @@ class ContextualQueryRewriter(GraphComponent):
                                 "applied": False, "first_pass_intent": intent, "reason": "",
                                 "inserted": []}
         result = message
+        started = time.perf_counter()
         try:
             result = self._rewrite(message, text, intent, tracker, info)
         except Exception as error:  # the user's message must always get through
@@ -160,6 +162,7 @@ class ContextualQueryRewriter(GraphComponent):
             info.update(rewritten_text=text, applied=False, inserted=[],
                         reason=f"error: {type(error).__name__}")
             result = message
+        info["milliseconds"] = round((time.perf_counter() - started) * 1000.0, 1)
         logger.debug("%s: %s", NAME, info)
         result.set(REWRITE_KEY, info, add_to_output=True)
         return result
