@@ -298,5 +298,6 @@ _SPACE = re.compile(r"\s+")
 
 def clean_text(text: str) -> str:
     """Collapses whitespace and drops control characters (the tokenizer must never see NUL)."""
-    text = "".join(c if c.isprintable() or c in "\t\n " else " " for c in text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " for c in text)
     return _SPACE.sub(" ", text).strip()

@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from cqr_rasa.dialogue import Rewrite, Turn
 from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize, make_batch
-from cqr_rasa.model import NetworkConfig, PointerGenerator, beam_search, greedy, torch_threads
+from cqr_rasa.model import (NetworkConfig, PointerGenerator, StepEngine, beam_search, greedy,
+                            torch_threads)
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -55,6 +56,7 @@ class Rewriter:
                  config: Optional[RewriterConfig] = None) -> None:
         self.features = features
         self.network = network.eval()
+        self.engine = StepEngine(self.network)
         self.config = config or RewriterConfig()
 
     def rewrite(self, turns: Sequence[Turn]) -> Rewrite:
@@ -106,7 +108,7 @@ class Rewriter:
                 one = make_batch([source])
                 encoded = self.network.encode(one)
                 p_rewrite.append(float(torch.sigmoid(encoded.rewrite_logit)))
-                hyps.append(beam_search(self.network, one, encoded, self.config.beam_size,
+                hyps.append(beam_search(self.engine, encoded, one.max_oov, self.config.beam_size,
                                         max_len, self.config.no_repeat_ngram))
         else:
             batch = make_batch(sources)
@@ -115,7 +117,8 @@ class Rewriter:
             if max(p_rewrite) < self.config.rewrite_threshold:
                 hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
             else:
-                hyps = greedy(self.network, batch, encoded, max_len, self.config.no_repeat_ngram)
+                hyps = greedy(self.engine, encoded, batch.max_oov, max_len,
+                              self.config.no_repeat_ngram)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text
@@ -189,7 +192,7 @@ class Rewriter:
         return cls(features, network, config)
 
 
-def surface(token: int, attention: torch.Tensor, source: Source, features: FeatureSpace,
+def surface(token: int, attention: Sequence[float], source: Source, features: FeatureSpace,
             first: bool) -> Tuple[str, Optional[int]]:
     """The written form of an output id and the turn it was copied from (None if not in source).
 

@@ -1,10 +1,11 @@
 """Greedy and beam decoding with repeated-n-gram blocking."""
 from typing import List, NamedTuple, Sequence
 
-import torch
+import numpy as np
 
-from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Batch
-from cqr_rasa.model.network import NEG, Encoded, PointerGenerator, extended_logp
+from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from cqr_rasa.model.inference import StepEngine
+from cqr_rasa.model.network import NEG, Encoded
 
 
 NEVER = [PAD_ID, UNK_ID, BOS_ID]  # ids a rewrite may not contain
@@ -16,7 +17,7 @@ class Hypothesis(NamedTuple):
 
     ids: List[int]
     logps: List[float]
-    attention: List[torch.Tensor]  # one (src_len,) row per output id
+    attention: List[np.ndarray]  # one (src_len,) row per output id
     copied: List[bool]  # whether copying outweighed generation for that id
 
     @property
@@ -34,32 +35,24 @@ def _blocked(ids: Sequence[int], n: int) -> List[int]:
                            if tuple(ids[i:i + n - 1]) == prefix]
 
 
-@torch.no_grad()
-def greedy(model: PointerGenerator, batch: Batch, encoded: Encoded, max_len: int,
+def greedy(engine: StepEngine, encoded: Encoded, max_oov: int, max_len: int,
            no_repeat_ngram: int = 3) -> List[Hypothesis]:
     """Decodes a whole batch greedily."""
-    gen_vocab = model.config.gen_vocab
-    projected = model.attn_states(encoded.states)
-    state = model.initial_state(encoded)
-    size = batch.ext_ids.size(0)
-    prev = torch.full((size,), BOS_ID, dtype=torch.long)
+    prepared = engine.prepare(encoded, max_oov)
+    state = engine.initial_state(encoded)
+    size = len(state.h)
+    prev = np.full(size, BOS_ID)
     hyps = [Hypothesis([], [], [], []) for _ in range(size)]
     done = [False] * size
     for _ in range(max_len):
-        step = model.step(encoded, projected, state, prev)
-        logp = extended_logp(step, batch.ext_ids, gen_vocab, batch.max_oov)
+        out = engine.step(prepared, state, prev)
+        logp = out.logp
         logp[:, NEVER] = NEG
-        rows, banned = [], []
         for b in range(size):
-            blocked = _blocked(hyps[b].ids, no_repeat_ngram)
-            rows += [b] * len(blocked)
-            banned += blocked
-        if banned:
-            logp[rows, banned] = NEG
-        best = logp.argmax(-1)
-        # one conversion per step instead of one per dialogue and value
-        chosen = logp.gather(1, best.unsqueeze(1)).squeeze(1).tolist()
-        copied = (step.log_p_copy > step.log_p_gen).tolist()
+            logp[b, _blocked(hyps[b].ids, no_repeat_ngram)] = NEG
+        best = logp.argmax(1)
+        chosen = logp[np.arange(size), best].tolist()
+        copied = out.copied.tolist()
         for b, token in enumerate(best.tolist()):
             if done[b]:
                 continue
@@ -68,55 +61,46 @@ def greedy(model: PointerGenerator, batch: Batch, encoded: Encoded, max_len: int
                 done[b] = True
                 continue
             hyps[b].ids.append(token)
-            hyps[b].attention.append(step.attn[b])
+            hyps[b].attention.append(out.state.attn[b])
             hyps[b].copied.append(copied[b])
         if all(done):
             break
-        state, prev = step.state, best
+        state, prev = out.state, best
     return hyps
 
 
-@torch.no_grad()
-def beam_search(model: PointerGenerator, batch: Batch, encoded: Encoded, beam_size: int,
+def beam_search(engine: StepEngine, encoded: Encoded, max_oov: int, beam_size: int,
                 max_len: int, no_repeat_ngram: int = 3) -> Hypothesis:
     """Beam search for a batch of one dialogue; returns the best finished hypothesis."""
-    gen_vocab = model.config.gen_vocab
+    prepared = engine.prepare(encoded, max_oov)
+    state = engine.initial_state(encoded)
     beams = [Hypothesis([], [], [], [])]
-    state = model.initial_state(encoded)
-    projected_one = model.attn_states(encoded.states)
     finished: List[Hypothesis] = []
     for _ in range(max_len):
-        k = len(beams)
-        expanded = encoded._replace(states=encoded.states.expand(k, -1, -1),
-                                    mask=encoded.mask.expand(k, -1),
-                                    ext_ids=encoded.ext_ids.expand(k, -1))
-        projected = projected_one.expand(k, -1, -1)
-        prev = torch.tensor([h.ids[-1] if h.ids else BOS_ID for h in beams])
-        step = model.step(expanded, projected, state, prev)
-        logp = extended_logp(step, batch.ext_ids.expand(k, -1), gen_vocab, batch.max_oov)
+        prev = np.array([h.ids[-1] if h.ids else BOS_ID for h in beams])
+        out = engine.step(prepared, state, prev)
+        logp = out.logp
         logp[:, NEVER] = NEG
         for b, hyp in enumerate(beams):
-            for banned in _blocked(hyp.ids, no_repeat_ngram):
-                logp[b, banned] = NEG
-        totals = logp + torch.tensor([sum(h.logps) for h in beams]).unsqueeze(1)
-        top = totals.view(-1).topk(min(2 * beam_size, totals.numel()))
+            logp[b, _blocked(hyp.ids, no_repeat_ngram)] = NEG
+        totals = (logp + np.array([[sum(h.logps)] for h in beams])).ravel()
+        width = logp.shape[1]
         candidates, rows = [], []
-        for flat in top.indices.tolist():
-            b, token = divmod(flat, logp.size(1))
-            hyp = beams[b]
+        for flat in np.argsort(-totals, kind="stable")[:2 * beam_size].tolist():
+            b, token = divmod(flat, width)
+            hyp, value = beams[b], float(logp[b, token])
             if token == EOS_ID:
-                finished.append(hyp._replace(logps=hyp.logps + [float(logp[b, token])]))
+                finished.append(hyp._replace(logps=hyp.logps + [value]))
                 continue
-            candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [float(logp[b, token])],
-                                         hyp.attention + [step.attn[b]],
-                                         hyp.copied + [bool(step.log_p_copy[b] > step.log_p_gen[b])]))
+            candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [value],
+                                         hyp.attention + [out.state.attn[b]],
+                                         hyp.copied + [bool(out.copied[b])]))
             rows.append(b)
             if len(candidates) == beam_size:
                 break
         if not candidates or (len(finished) >= beam_size and max(h.score for h in finished)
                               >= max(h.score for h in candidates)):
             break
-        index = torch.tensor(rows)
         beams = candidates
-        state = type(step.state)(*(tensor[index] for tensor in step.state))
+        state = out.state.take(np.array(rows))
     return max(finished or beams, key=lambda h: h.score)

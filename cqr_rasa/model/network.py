@@ -119,7 +119,10 @@ class PointerGenerator(nn.Module):
 
     def step(self, encoded: Encoded, projected: torch.Tensor, state: DecoderState,
              prev_ids: torch.Tensor) -> Step:
-        """One decoding step. `projected` is `attn_states(encoded.states)`, computed once."""
+        """One decoding step. `projected` is `attn_states(encoded.states)`, computed once.
+
+        This is the reference definition; rewriting runs the same step in numpy
+        (`cqr_rasa.model.inference.StepEngine`), which tests hold equal to it."""
         emb, state, attn_logp = self._recur(encoded, projected, state, prev_ids)
         log_p_gen, log_p_copy, vocab_logp = self._output(state.h, state.context, emb)
         return Step(log_p_gen, log_p_copy, vocab_logp, attn_logp, attn_logp.exp(), state)
