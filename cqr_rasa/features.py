@@ -1,12 +1,14 @@
 """From dialogues to model inputs: tokens, BIO slot tags, delexicalized entity roles, ids.
 
-Everything here is pure bookkeeping on lists; `batch` turns encoded examples into tensors.
+Everything here is pure bookkeeping on lists; `pad_sources` and `make_batch` turn encoded examples
+into arrays and tensors.
 """
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from cqr_rasa.dialogue import BOT, USER, Turn
@@ -269,28 +271,46 @@ FEATURE_COLUMNS = ("word_ids", "speaker_ids", "intent_ids", "bio_ids", "type_ids
                    "distance_ids")
 
 
-def make_batch(sources: Sequence[Source], targets: Optional[Sequence[List[int]]] = None,
-               needs_rewrite: Optional[Sequence[bool]] = None) -> Batch:
-    """Pads encoded sources (and targets) into one `Batch`."""
+class Padded(NamedTuple):
+    """Encoded sources padded to one length, as numpy arrays (for torch and for numpy inference)."""
+
+    features: np.ndarray  # (batch, src_len, 7) int64, the FEATURE_COLUMNS
+    utterance: np.ndarray  # (batch, src_len) bool, True on the utterance's tokens
+    ext_ids: np.ndarray  # (batch, src_len) int64
+    max_oov: int
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.features[..., 0] != PAD_ID
+
+
+def pad_sources(sources: Sequence[Source]) -> Padded:
     length = max(1, max(len(s.words) for s in sources))
-    features = torch.zeros(len(sources), length, len(FEATURE_COLUMNS), dtype=torch.long)
-    ext = torch.zeros(len(sources), length, dtype=torch.long)
-    utterance = torch.zeros(len(sources), length, dtype=torch.bool)
+    features = np.zeros((len(sources), length, len(FEATURE_COLUMNS)), dtype=np.int64)
+    ext = np.zeros((len(sources), length), dtype=np.int64)
+    utterance = np.zeros((len(sources), length), dtype=bool)
     for b, source in enumerate(sources):
         n = len(source.words)
         if n:
-            columns = [getattr(source, name) for name in FEATURE_COLUMNS]
-            features[b, :n] = torch.tensor(columns, dtype=torch.long).T
-            ext[b, :n] = torch.tensor(source.ext_ids)
+            features[b, :n] = np.array([getattr(source, name) for name in FEATURE_COLUMNS]).T
+            ext[b, :n] = source.ext_ids
             utterance[b, source.utterance_start:n] = True
+    return Padded(features, utterance, ext, max(len(s.oov) for s in sources))
+
+
+def make_batch(sources: Sequence[Source], targets: Optional[Sequence[List[int]]] = None,
+               needs_rewrite: Optional[Sequence[bool]] = None) -> Batch:
+    """Pads encoded sources (and targets) into one `Batch`."""
+    padded = pad_sources(sources)
+    features = torch.from_numpy(padded.features)
     target_tensor = None
     if targets is not None:
         target_tensor = torch.zeros(len(targets), max(len(t) for t in targets), dtype=torch.long)
         for b, target in enumerate(targets):
             target_tensor[b, : len(target)] = torch.tensor(target)
     flags = None if needs_rewrite is None else torch.tensor(needs_rewrite, dtype=torch.float)
-    return Batch(features, features[..., 0] != PAD_ID, utterance, ext,
-                 max(len(s.oov) for s in sources), target_tensor, flags)
+    return Batch(features, features[..., 0] != PAD_ID, torch.from_numpy(padded.utterance),
+                 torch.from_numpy(padded.ext_ids), padded.max_oov, target_tensor, flags)
 
 
 _SPACE = re.compile(r"\s+")

@@ -10,14 +10,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cqr_rasa.dialogue import Rewrite, Turn
 from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize, make_batch
-from cqr_rasa.model import (NetworkConfig, PointerGenerator, StepEngine, beam_search, greedy,
-                            torch_threads)
+from cqr_rasa.model import Engine, NetworkConfig, PointerGenerator, beam_search, greedy
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -36,11 +35,9 @@ class RewriterConfig:
     beam_size: int = 1  # 1 = greedy decoding
     rewrite_threshold: float = 0.5  # rewrite only when P(rewrite needed) reaches this
     no_repeat_ngram: int = 3  # never emit the same n-gram twice (0 = allow)
-    threads: int = 1  # torch intra-op threads while rewriting
 
     def __post_init__(self) -> None:
-        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0),
-                          ("threads", 1)):
+        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
@@ -56,7 +53,7 @@ class Rewriter:
                  config: Optional[RewriterConfig] = None) -> None:
         self.features = features
         self.network = network.eval()
-        self.engine = StepEngine(self.network)
+        self.engine = Engine(self.network)
         self.config = config or RewriterConfig()
 
     def rewrite(self, turns: Sequence[Turn]) -> Rewrite:
@@ -64,7 +61,7 @@ class Rewriter:
         return self.rewrite_batch([turns])[0]
 
     def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]]) -> List[Rewrite]:
-        """Rewrites many dialogues at once (greedy decoding is batched; beam search is not)."""
+        """Rewrites many dialogues at once (encoding and greedy decoding are batched)."""
         results: List[Optional[Rewrite]] = [None] * len(dialogues)
         pending: List[Tuple[int, List[Turn], int]] = []
         sources: List[Source] = []
@@ -82,8 +79,7 @@ class Rewriter:
                     continue
             results[i] = Rewrite(text, 1.0, False)
         if pending:
-            with torch_threads(self.config.threads):
-                decoded = self._decode(sources, pending)
+            decoded = self._decode(sources, pending)
             for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
@@ -98,27 +94,18 @@ class Rewriter:
             window.append(Turn(turn.speaker, text, turn.intent, entities))
         return window, len(turns) - len(keep)
 
-    @torch.inference_mode()
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
                 ) -> List[Rewrite]:
-        max_len = self.features.max_target_tokens
-        if self.config.beam_size > 1:
-            hyps, p_rewrite = [], []
-            for source in sources:
-                one = make_batch([source])
-                encoded = self.network.encode(one)
-                p_rewrite.append(float(torch.sigmoid(encoded.rewrite_logit)))
-                hyps.append(beam_search(self.engine, encoded, one.max_oov, self.config.beam_size,
-                                        max_len, self.config.no_repeat_ngram))
+        max_len, n_gram = self.features.max_target_tokens, self.config.no_repeat_ngram
+        prepared, state, p_rewrite = self.engine.encode(sources)
+        if max(p_rewrite) < self.config.rewrite_threshold:
+            hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
+        elif self.config.beam_size > 1:
+            hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
+                                self.config.beam_size, max_len, n_gram)
+                    for row in np.arange(len(sources))[:, None]]
         else:
-            batch = make_batch(sources)
-            encoded = self.network.encode(batch)
-            p_rewrite = torch.sigmoid(encoded.rewrite_logit).tolist()
-            if max(p_rewrite) < self.config.rewrite_threshold:
-                hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
-            else:
-                hyps = greedy(self.engine, encoded, batch.max_oov, max_len,
-                              self.config.no_repeat_ngram)
+            hyps = greedy(self.engine, prepared, state, max_len, n_gram)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text

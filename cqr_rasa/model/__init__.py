@@ -5,10 +5,10 @@ from typing import Iterator
 import torch
 
 from cqr_rasa.model.decoding import Hypothesis, beam_search, greedy
-from cqr_rasa.model.inference import StepEngine
+from cqr_rasa.model.inference import Engine
 from cqr_rasa.model.network import Losses, NetworkConfig, PointerGenerator
 
-__all__ = ["Hypothesis", "Losses", "NetworkConfig", "PointerGenerator", "StepEngine", "beam_search",
+__all__ = ["Engine", "Hypothesis", "Losses", "NetworkConfig", "PointerGenerator", "beam_search",
            "greedy", "torch_threads"]
 
 

@@ -4,8 +4,8 @@ from typing import List, NamedTuple, Sequence
 import numpy as np
 
 from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from cqr_rasa.model.inference import StepEngine
-from cqr_rasa.model.network import NEG, Encoded
+from cqr_rasa.model.inference import Engine, Prepared, State
+from cqr_rasa.model.network import NEG
 
 
 NEVER = [PAD_ID, UNK_ID, BOS_ID]  # ids a rewrite may not contain
@@ -35,11 +35,9 @@ def _blocked(ids: Sequence[int], n: int) -> List[int]:
                            if tuple(ids[i:i + n - 1]) == prefix]
 
 
-def greedy(engine: StepEngine, encoded: Encoded, max_oov: int, max_len: int,
+def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
            no_repeat_ngram: int = 3) -> List[Hypothesis]:
-    """Decodes a whole batch greedily."""
-    prepared = engine.prepare(encoded, max_oov)
-    state = engine.initial_state(encoded)
+    """Decodes a whole encoded batch greedily."""
     size = len(state.h)
     prev = np.full(size, BOS_ID)
     hyps = [Hypothesis([], [], [], []) for _ in range(size)]
@@ -69,11 +67,9 @@ def greedy(engine: StepEngine, encoded: Encoded, max_oov: int, max_len: int,
     return hyps
 
 
-def beam_search(engine: StepEngine, encoded: Encoded, max_oov: int, beam_size: int,
+def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int,
                 max_len: int, no_repeat_ngram: int = 3) -> Hypothesis:
-    """Beam search for a batch of one dialogue; returns the best finished hypothesis."""
-    prepared = engine.prepare(encoded, max_oov)
-    state = engine.initial_state(encoded)
+    """Beam search over one encoded dialogue; returns the best finished hypothesis."""
     beams = [Hypothesis([], [], [], [])]
     finished: List[Hypothesis] = []
     for _ in range(max_len):

@@ -7,6 +7,7 @@ Both models must be trained from the same bot, one without the rewriter in its p
 import argparse
 import asyncio
 import json
+import logging
 import resource
 import statistics
 import time
@@ -17,6 +18,7 @@ from rasa.core.agent import Agent
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.utils.log_utils import configure_structlog
 
 HISTORY: List[Tuple[str, str]] = [
     ("who sings believer", "'Believer' is by Imagine Dragons."),
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    # as `rasa run` does: otherwise Rasa prints a debug line for every parse being timed
+    configure_structlog(logging.WARNING)
     report = asyncio.run(measure(args.with_model, args.without_model, args.repeats))
     for name in ("unchanged_turn", "rewritten_turn"):
         row = report[name]

@@ -1,9 +1,10 @@
-"""The numpy decoder step used at run time gives what the network's own PyTorch step gives."""
+"""The numpy engine used at run time computes what the PyTorch network computes."""
 import numpy as np
 import pytest
 import torch
 
-from cqr_rasa.model import StepEngine
+from cqr_rasa.features import BOS_ID
+from cqr_rasa.model import Engine
 from cqr_rasa.model.network import extended_logp
 
 from test_network import GRID_LENGTHS, HIDDEN, grid, teacher_forced_steps
@@ -26,17 +27,35 @@ def assert_same_step(out, step, torch_logp, rows=slice(None)):
 
 
 @grid
-def test_engine_step_matches_the_network_step(case, network, lengths, hidden):
-    """Teacher-forced along targets that copy OOV words: every step, every row, padding too."""
-    _, batch = case(lengths, target_lengths=[5] * len(lengths))
-    model = network(hidden, seed=3).eval()
-    engine = StepEngine(model)
-    gen = model.config.gen_vocab
+def test_engine_encodes_as_the_network_does(case, network, lengths, hidden):
+    """Padded rows included: each dialogue's backward LSTM starts at its own last word."""
+    sources, batch = case(lengths)
+    model = network(hidden, seed=1).eval()
     with torch.no_grad():
         encoded = model.encode(batch)
-        prepared = engine.prepare(encoded, batch.max_oov)
-        state = engine.initial_state(encoded)
-        prev = np.full(len(lengths), 2)  # BOS
+    prepared, state, p_rewrite = Engine(model).encode(sources)
+    np.testing.assert_allclose(prepared.states, encoded.states.numpy(), atol=2e-6, rtol=1e-5)
+    np.testing.assert_array_equal(prepared.valid, encoded.mask.numpy())
+    np.testing.assert_array_equal(prepared.ext_ids, encoded.ext_ids.numpy())
+    np.testing.assert_allclose(state.h, encoded.init[0].numpy(), atol=2e-6, rtol=1e-5)
+    np.testing.assert_allclose(state.c, encoded.init[1].numpy(), atol=2e-6, rtol=1e-5)
+    np.testing.assert_allclose(p_rewrite, torch.sigmoid(encoded.rewrite_logit).numpy(),
+                               atol=1e-6, rtol=1e-5)
+    assert prepared.scatter.shape == (len(lengths), max(lengths), model.config.gen_vocab
+                                      + batch.max_oov)
+    np.testing.assert_array_equal(prepared.scatter.argmax(-1), prepared.ext_ids)
+
+
+@grid
+def test_engine_step_matches_the_network_step(case, network, lengths, hidden):
+    """Teacher-forced along targets that copy OOV words: every step, every row, padding too."""
+    sources, batch = case(lengths, target_lengths=[5] * len(lengths))
+    model = network(hidden, seed=3).eval()
+    engine = Engine(model)
+    gen = model.config.gen_vocab
+    with torch.no_grad():
+        prepared, state, _ = engine.encode(sources)
+        prev = np.full(len(lengths), BOS_ID)
         for t, step, _ in teacher_forced_steps(model, batch):
             out = engine.step(prepared, state, prev)
             assert_same_step(out, step, extended_logp(step, batch.ext_ids, gen, batch.max_oov))
@@ -46,15 +65,15 @@ def test_engine_step_matches_the_network_step(case, network, lengths, hidden):
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_engine_steps_beams_of_one_dialogue(case, network, hidden):
     """Beam search runs several states over one encoded dialogue: rows broadcast."""
-    _, batch = case(GRID_LENGTHS["one"], target_lengths=[4])
+    sources, batch = case(GRID_LENGTHS["one"], target_lengths=[4])
     model = network(hidden, seed=5).eval()
-    engine = StepEngine(model)
+    engine = Engine(model)
     gen = model.config.gen_vocab
     with torch.no_grad():
         encoded = model.encode(batch)
         _, first, _ = next(teacher_forced_steps(model, batch))
-        prepared = engine.prepare(encoded, batch.max_oov)
-        one = engine.step(prepared, engine.initial_state(encoded), np.array([2]))
+        prepared, state, _ = engine.encode(sources)
+        one = engine.step(prepared, state, np.array([BOS_ID]))
         # three beams continuing with three different words, among them an OOV copy
         words = np.array([batch.targets[0, 0].item(), gen, 5])
         beams = engine.step(prepared, one.state.take(np.array([0, 0, 0])), words)
