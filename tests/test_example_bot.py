@@ -87,16 +87,14 @@ def scores(example_model, example_model_without_rewriter, pytestconfig):
     return with_rewriter, without
 
 
-# The rewriter is retrained with every `rasa train`; over five trainings of this bot it got 90-93
-# of the 96 turns right (the failures are printed). 88% keeps the bar close to that.
-MIN_SHARE_RIGHT = 0.88
+# Every scripted turn must come out right. Training is seeded (DIET, TED, the rewriter) and gave
+# the same turns from one run to the next; a miss is a regression to look at (it is printed).
 MIN_ABLATION_GAP = 0.2
 
 
 def test_scripted_turns_are_right_with_the_rewriter(scores):
     (right, total, failures), _ = scores
-    assert right >= MIN_SHARE_RIGHT * total, f"{right}/{total} turns right; failures:\n" + \
-        "\n".join(failures)
+    assert right == total, f"{right}/{total} turns right; failures:\n" + "\n".join(failures)
 
 
 def test_without_the_rewriter_the_bot_is_clearly_worse(scores):
