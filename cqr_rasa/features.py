@@ -302,15 +302,15 @@ def make_batch(sources: Sequence[Source], targets: Optional[Sequence[List[int]]]
                needs_rewrite: Optional[Sequence[bool]] = None) -> Batch:
     """Pads encoded sources (and targets) into one `Batch`."""
     padded = pad_sources(sources)
-    features = torch.from_numpy(padded.features)
     target_tensor = None
     if targets is not None:
         target_tensor = torch.zeros(len(targets), max(len(t) for t in targets), dtype=torch.long)
         for b, target in enumerate(targets):
             target_tensor[b, : len(target)] = torch.tensor(target)
     flags = None if needs_rewrite is None else torch.tensor(needs_rewrite, dtype=torch.float)
-    return Batch(features, features[..., 0] != PAD_ID, torch.from_numpy(padded.utterance),
-                 torch.from_numpy(padded.ext_ids), padded.max_oov, target_tensor, flags)
+    return Batch(torch.from_numpy(padded.features), torch.from_numpy(padded.valid),
+                 torch.from_numpy(padded.utterance), torch.from_numpy(padded.ext_ids),
+                 padded.max_oov, target_tensor, flags)
 
 
 _SPACE = re.compile(r"\s+")

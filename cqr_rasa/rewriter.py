@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cqr_rasa.dialogue import Rewrite, Turn
-from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize, make_batch
+from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize
 from cqr_rasa.model import Engine, NetworkConfig, PointerGenerator, beam_search, greedy
 
 FORMAT_VERSION = 1
@@ -97,15 +97,17 @@ class Rewriter:
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
                 ) -> List[Rewrite]:
         max_len, n_gram = self.features.max_target_tokens, self.config.no_repeat_ngram
-        prepared, state, p_rewrite = self.engine.encode(sources)
+        encoding, p_rewrite = self.engine.encode(sources)
         if max(p_rewrite) < self.config.rewrite_threshold:
             hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
-        elif self.config.beam_size > 1:
-            hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
-                                self.config.beam_size, max_len, n_gram)
-                    for row in np.arange(len(sources))[:, None]]
         else:
-            hyps = greedy(self.engine, prepared, state, max_len, n_gram)
+            prepared, state = self.engine.prepare(encoding)
+            if self.config.beam_size > 1:
+                hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
+                                    self.config.beam_size, max_len, n_gram)
+                        for row in np.arange(len(sources))[:, None]]
+            else:
+                hyps = greedy(self.engine, prepared, state, max_len, n_gram)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text

@@ -28,6 +28,16 @@ from cqr_rasa.model.network import PointerGenerator
 _TINY = np.finfo(np.float32).tiny
 
 
+class Encoding(NamedTuple):
+    """A batch of encoded dialogues: what the rewrite decision and, if needed, decoding read."""
+
+    states: np.ndarray  # (batch, src_len, 2*hidden), zero on padding
+    valid: np.ndarray  # (batch, src_len) bool
+    ext_ids: np.ndarray  # (batch, src_len) int64
+    max_oov: int
+    pooled: np.ndarray  # (batch, 4*hidden): max over the utterance, max over the dialogue
+
+
 class Prepared(NamedTuple):
     """A batch of encoded dialogues, what every decoder step reads."""
 
@@ -113,8 +123,8 @@ class Engine:
         self.w_switch = switch[:3 * h]
         self.switch_table = embedding @ switch[3 * h:] + float(network.switch.bias.detach())
 
-    def encode(self, sources: Sequence[Source]) -> Tuple[Prepared, State, List[float]]:
-        """Encodes dialogues: what the decoder reads, its first state, P(rewrite needed) each."""
+    def encode(self, sources: Sequence[Source]) -> Tuple[Encoding, List[float]]:
+        """Encodes dialogues; returns the encoding and P(rewrite needed) for each."""
         padded = pad_sources(sources)
         valid, h = padded.valid, self.hidden
         size, length = valid.shape
@@ -139,15 +149,21 @@ class Engine:
             axis=-1) * valid[..., None]
         pooled = np.concatenate([_masked_max(states, padded.utterance),
                                  _masked_max(states, valid)], axis=1)
-        init = np.tanh(pooled @ self.w_bridge + self.b_bridge)
         logit = np.tanh(pooled @ self.w_head + self.b_head) @ self.w_head_out + self.b_head_out
-        scatter = np.zeros(valid.shape + (self.gen_vocab + padded.max_oov,), dtype=np.float32)
-        np.put_along_axis(scatter, padded.ext_ids[..., None], 1.0, axis=-1)
-        prepared = Prepared(states, states @ self.w_states, valid, padded.ext_ids, scatter)
+        return (Encoding(states, valid, padded.ext_ids, padded.max_oov, pooled),
+                (1.0 / (1.0 + np.exp(-logit))).tolist())
+
+    def prepare(self, encoding: Encoding) -> Tuple[Prepared, State]:
+        """What decoding reads and the decoder's first state; only for dialogues being decoded
+        (most turns need no rewrite and stop at the encoding)."""
+        states, valid, ext_ids, h = encoding.states, encoding.valid, encoding.ext_ids, self.hidden
+        scatter = np.zeros(valid.shape + (self.gen_vocab + encoding.max_oov,), dtype=np.float32)
+        np.put_along_axis(scatter, ext_ids[..., None], 1.0, axis=-1)
+        init = np.tanh(encoding.pooled @ self.w_bridge + self.b_bridge)
         zeros = np.zeros(valid.shape, dtype=np.float32)
-        state = State(init[:, :h], init[:, h:], np.zeros((size, 2 * h), dtype=np.float32),
-                      zeros, zeros)
-        return prepared, state, (1.0 / (1.0 + np.exp(-logit))).tolist()
+        context = np.zeros((len(states), 2 * h), dtype=np.float32)
+        return (Prepared(states, states @ self.w_states, valid, ext_ids, scatter),
+                State(init[:, :h], init[:, h:], context, zeros, zeros))
 
     def step(self, prepared: Prepared, state: State, prev: np.ndarray) -> Output:
         """One step for every row of `state` (rows of a batch, or beams of one dialogue)."""
@@ -177,14 +193,16 @@ class Engine:
         mixed = np.matmul((attn * (1.0 - p_gen)[:, None])[:, None, :], p.scatter)[:, 0]
         mixed[:, :self.gen_vocab] += p_gen[:, None] * vocab
         # an impossible id gets log(tiny) = -87, still above the NEG that decoding bans ids with
-        return Output(np.log(np.maximum(mixed, _TINY)), switch < 0, State(h, c, context, attn, state.coverage + attn))
+        return Output(np.log(np.maximum(mixed, _TINY)), switch < 0,
+                      State(h, c, context, attn, state.coverage + attn))
 
 
 def _lstm(gates: np.ndarray, cell: np.ndarray, hidden: int) -> Tuple[np.ndarray, np.ndarray]:
     """An LSTM cell's update from its gates, whose sigmoid rows were halved at load."""
     squashed = np.tanh(gates)
     sig = 0.5 * squashed + 0.5
-    cell = sig[..., hidden:2 * hidden] * cell + sig[..., :hidden] * squashed[..., 2 * hidden:3 * hidden]
+    cell = (sig[..., hidden:2 * hidden] * cell
+            + sig[..., :hidden] * squashed[..., 2 * hidden:3 * hidden])
     return sig[..., 3 * hidden:] * np.tanh(cell), cell
 
 

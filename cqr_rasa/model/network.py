@@ -121,8 +121,8 @@ class PointerGenerator(nn.Module):
              prev_ids: torch.Tensor) -> Step:
         """One decoding step. `projected` is `attn_states(encoded.states)`, computed once.
 
-        This is the reference definition; rewriting runs the same step in numpy
-        (`cqr_rasa.model.inference.StepEngine`), which tests hold equal to it."""
+        With `extended_logp`, this is the reference definition of a step: rewriting runs the
+        same step in numpy (`cqr_rasa.model.inference.Engine`), which tests hold equal to it."""
         emb, state, attn_logp = self._recur(encoded, projected, state, prev_ids)
         log_p_gen, log_p_copy, vocab_logp = self._output(state.h, state.context, emb)
         return Step(log_p_gen, log_p_copy, vocab_logp, attn_logp, attn_logp.exp(), state)

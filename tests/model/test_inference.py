@@ -33,7 +33,9 @@ def test_engine_encodes_as_the_network_does(case, network, lengths, hidden):
     model = network(hidden, seed=1).eval()
     with torch.no_grad():
         encoded = model.encode(batch)
-    prepared, state, p_rewrite = Engine(model).encode(sources)
+    engine = Engine(model)
+    encoding, p_rewrite = engine.encode(sources)
+    prepared, state = engine.prepare(encoding)
     np.testing.assert_allclose(prepared.states, encoded.states.numpy(), atol=2e-6, rtol=1e-5)
     np.testing.assert_array_equal(prepared.valid, encoded.mask.numpy())
     np.testing.assert_array_equal(prepared.ext_ids, encoded.ext_ids.numpy())
@@ -54,7 +56,7 @@ def test_engine_step_matches_the_network_step(case, network, lengths, hidden):
     engine = Engine(model)
     gen = model.config.gen_vocab
     with torch.no_grad():
-        prepared, state, _ = engine.encode(sources)
+        prepared, state = engine.prepare(engine.encode(sources)[0])
         prev = np.full(len(lengths), BOS_ID)
         for t, step, _ in teacher_forced_steps(model, batch):
             out = engine.step(prepared, state, prev)
@@ -72,7 +74,7 @@ def test_engine_steps_beams_of_one_dialogue(case, network, hidden):
     with torch.no_grad():
         encoded = model.encode(batch)
         _, first, _ = next(teacher_forced_steps(model, batch))
-        prepared, state, _ = engine.encode(sources)
+        prepared, state = engine.prepare(engine.encode(sources)[0])
         one = engine.step(prepared, state, np.array([BOS_ID]))
         # three beams continuing with three different words, among them an OOV copy
         words = np.array([batch.targets[0, 0].item(), gen, 5])
