@@ -56,7 +56,8 @@ class ComponentConfig:
     min_confidence: float = 0.3
     # Beam width for decoding (1 = greedy, fastest).
     beam_size: int = 1
-    # Training epochs (with 300+ examples, early stopping on a 10% split may end sooner).
+    # Most training epochs: training stops after 5 without improvement on a 10% held-out split
+    # (300+ examples) or else on the training loss.
     epochs: int = 40
     # Entity-swapped copies of each rewrite example per training epoch, with values drawn from
     # the NLU data's entity examples (and the rewrites file).
