@@ -1,9 +1,12 @@
 """K-fold cross-validation of the rewriter on one data file (tuning on the CQR dev split).
 
     .venv/bin/python scripts/cross_validate.py ../shared/data/cqr/cqr_kvret_dev_public.json \
-        --folds 5 --protocol full --json bench_out/cv.json [--set key=value ...]
+        --folds 5 --protocol full --json bench_out/cv.json [--set key=value ...] [--models DIR]
 
 `--set` overrides TrainConfig / RewriterConfig fields (e.g. --set swapped_copies=2).
+`--models DIR` keeps each fold's trained rewriter in DIR/fold<k> and reuses the ones already
+there, so decoding settings (RewriterConfig fields) can be compared without retraining; training
+settings only apply to folds that get trained.
 Prints the pooled report (every example scored once, by the fold that held it out).
 """
 import argparse
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from cqr_rasa.evaluation import evaluate_systems, format_table, heuristic, identity, per_example
 from cqr_rasa.readers import read_examples
-from cqr_rasa.rewriter import RewriterConfig
+from cqr_rasa.rewriter import Rewriter, RewriterConfig
 from cqr_rasa.training import TrainConfig, predict, train
 
 
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--models", type=Path)
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     train_kw, rewrite_kw = {}, {}
@@ -41,8 +45,14 @@ def main() -> None:
     started = time.perf_counter()
     for fold in range(args.folds):
         held = set(order[fold::args.folds])
-        trained = train([e for i, e in enumerate(examples) if i not in held],
-                        TrainConfig(**train_kw), RewriterConfig(**rewrite_kw), progress=False)
+        saved = args.models / f"fold{fold + 1}" if args.models else None
+        if saved is not None and (saved / "rewriter.json").is_file():
+            trained = Rewriter.load(saved, **rewrite_kw)
+        else:
+            trained = train([e for i, e in enumerate(examples) if i not in held],
+                            TrainConfig(**train_kw), RewriterConfig(**rewrite_kw), progress=False)
+            if saved is not None:
+                trained.save(saved)
         held_ids = sorted(held)
         for i, text in zip(held_ids, predict(trained, [examples[i] for i in held_ids])):
             predictions[i] = text
