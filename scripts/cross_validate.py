@@ -4,9 +4,10 @@
         --folds 5 --protocol full --json bench_out/cv.json [--set key=value ...] [--models DIR]
 
 `--set` overrides TrainConfig / RewriterConfig fields (e.g. --set swapped_copies=2).
-`--models DIR` keeps each fold's trained rewriter in DIR/fold<k> and reuses the ones already
-there, so decoding settings (RewriterConfig fields) can be compared without retraining; training
-settings only apply to folds that get trained.
+`--models DIR` keeps each fold's trained rewriter in DIR (one subdirectory per data file,
+protocol, seed and fold) and reuses the ones already there, so decoding settings (RewriterConfig
+fields) can be compared without retraining; training settings only apply to folds that get
+trained.
 Prints the pooled report (every example scored once, by the fold that held it out).
 """
 import argparse
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from cqr_rasa.evaluation import evaluate_systems, format_table, heuristic, identity, per_example
 from cqr_rasa.readers import read_examples
-from cqr_rasa.rewriter import Rewriter, RewriterConfig
+from cqr_rasa.rewriter import CONFIG_FILE, Rewriter, RewriterConfig
 from cqr_rasa.training import TrainConfig, predict, train
 
 
@@ -45,8 +46,10 @@ def main() -> None:
     started = time.perf_counter()
     for fold in range(args.folds):
         held = set(order[fold::args.folds])
-        saved = args.models / f"fold{fold + 1}" if args.models else None
-        if saved is not None and (saved / "rewriter.json").is_file():
+        # the split depends on all of these: a fold model must never score examples it saw
+        saved = (args.models / f"{args.data.stem}-{args.protocol}-seed{args.seed}-fold{fold + 1}"
+                 f"of{args.folds}" if args.models else None)
+        if saved is not None and (saved / CONFIG_FILE).is_file():
             trained = Rewriter.load(saved, **rewrite_kw)
         else:
             trained = train([e for i, e in enumerate(examples) if i not in held],
