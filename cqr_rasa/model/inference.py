@@ -174,16 +174,17 @@ class Engine:
         hits = state.attn * ((p.ext_ids == prev[:, None]) & p.valid)
         selective = np.matmul(hits[:, None, :], p.states)[:, 0]
         recurrent = np.concatenate([state.h, state.context, selective], axis=1)
-        gates = self.gate_table[gen_ids] + recurrent @ self.w_recurrent
+        gates = self.gate_table[gen_ids] + _product(recurrent, self.w_recurrent)
         h, c = _lstm(gates, state.c, hidden)
-        energy = np.tanh(p.projected + (h @ self.w_query + self.b_query)[:, None, :]
+        energy = np.tanh(p.projected + (_product(h, self.w_query) + self.b_query)[:, None, :]
                          + state.coverage[:, :, None] * self.w_coverage)
         scores = np.where(p.valid, energy @ self.v, -np.inf)
         attn = np.exp(scores - scores.max(axis=1, keepdims=True))
         attn /= attn.sum(axis=1, keepdims=True)
         context = np.matmul(attn[:, None, :], p.states)[:, 0]
         features = np.concatenate([h, context], axis=1)
-        logits = np.tanh(features @ self.w_hidden + self.b_hidden) @ self.w_vocab + self.b_vocab
+        logits = (_product(np.tanh(_product(features, self.w_hidden) + self.b_hidden),
+                           self.w_vocab) + self.b_vocab)
         vocab = np.exp(logits - logits.max(axis=1, keepdims=True))
         vocab /= vocab.sum(axis=1, keepdims=True)
         switch = features @ self.w_switch + self.switch_table[gen_ids]
@@ -195,6 +196,16 @@ class Engine:
         # an impossible id gets log(tiny) = -87, still above the NEG that decoding bans ids with
         return Output(np.log(np.maximum(mixed, _TINY)), switch < 0,
                       State(h, c, context, attn, state.coverage + attn))
+
+
+def _product(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`rows @ weights` for the few rows of a decoder step (a batch or a beam). OpenBLAS's
+    matrix product repacks all of `weights` on every call: for 4 rows of the decoder's gate
+    weights it took 190 us here, against 16 us for 1 row and 54 us for 4 row-by-row products.
+    A single row, or 16 and more, go to the matrix product."""
+    if len(rows) == 1 or len(rows) >= 16:
+        return rows @ weights
+    return np.matmul(rows[:, None, :], weights)[:, 0]
 
 
 def _lstm(gates: np.ndarray, cell: np.ndarray, hidden: int) -> Tuple[np.ndarray, np.ndarray]:
