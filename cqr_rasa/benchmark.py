@@ -9,7 +9,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -63,10 +63,12 @@ def _peak_rss_mb() -> float:
 
 
 def run_benchmark(model_dir: Union[str, Path], repeats: int = 200, batch_size: int = 32,
-                  t5_repeats: int = 10, verbose: bool = True) -> Dict:
-    """Measures both rewriters; returns (and prints) the figures."""
+                  t5_repeats: int = 10, verbose: bool = True,
+                  decoding: Optional[Dict] = None) -> Dict:
+    """Measures both rewriters; returns (and prints) the figures. `decoding` overrides the
+    model's saved `RewriterConfig` fields (e.g. `beam_size`)."""
     rss_before = _peak_rss_mb()
-    rewriter = Rewriter.load(model_dir)
+    rewriter = Rewriter.load(model_dir, **(decoding or {}))
     rss_model = _peak_rss_mb()
     dialogue = benchmark_dialogue()
     window, _ = rewriter.window(dialogue)
@@ -90,6 +92,8 @@ def run_benchmark(model_dir: Union[str, Path], repeats: int = 200, batch_size: i
         "input_tokens": source_tokens,
         "output_tokens": out_tokens,
         "output_text": output.text,
+        "decoding": {"beam_size": rewriter.config.beam_size,
+                     "eos_penalty": rewriter.config.eos_penalty},
         "rewriter": {"p50_ms": round(statistics.median(ours), 2),
                      "p95_ms": round(_percentile(ours, 0.95), 2),
                      "throughput_batch32_per_s": round(throughput, 1),
@@ -130,6 +134,8 @@ def format_benchmark(report: Dict) -> str:
         f"machine: {report['machine']}",
         f"dialogue: 6 turns, {report['input_tokens']} tokens in, {report['output_tokens']} out: "
         f"{report['output_text']!r}",
+        f"decoding: beam {report['decoding']['beam_size']} (1 = greedy), "
+        f"eos_penalty {report['decoding']['eos_penalty']}",
         f"{'system':<18}{'params':>12}{'p50 ms':>10}{'p95 ms':>10}",
         f"{'pointer-generator':<18}{report['model']['parameters']:>12,}{ours['p50_ms']:>10}"
         f"{ours['p95_ms']:>10}",

@@ -30,12 +30,27 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", choices=PROTOCOLS, default="full",
                           help="context protocol for CQR JSON files (default full)")
     evaluate.add_argument("--json", type=Path, help="also write the report here")
+    _decoding_options(evaluate)
 
     bench = commands.add_parser("benchmark", help="latency, throughput and memory vs. T5-small")
     bench.add_argument("--model", required=True, type=Path, help="saved rewriter directory")
     bench.add_argument("--json", type=Path, help="also write the figures here")
     bench.add_argument("--repeats", type=int, default=200, help="timed batch-1 rewrites")
+    _decoding_options(bench)
     return parser
+
+
+def _decoding_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--beam-size", type=int, default=None,
+                         help="beam width instead of the model's saved one (1 = greedy)")
+    command.add_argument("--eos-penalty", type=float, default=None,
+                         help="beam search: taken from EOS's log-probability when ranking, so "
+                              "longer rewrites can win (default: the model's saved one, 0)")
+
+
+def _decoding(args: argparse.Namespace) -> dict:
+    return {key: value for key, value in (("beam_size", args.beam_size),
+                                          ("eos_penalty", args.eos_penalty)) if value is not None}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -48,12 +63,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.command == "evaluate":
             from cqr_rasa.commands import evaluate_command
 
-            report = evaluate_command(args.model, args.data, args.protocol)
+            report = evaluate_command(args.model, args.data, args.protocol, _decoding(args))
             _write_json(args.json, report)
         else:
             from cqr_rasa.benchmark import run_benchmark
 
-            _write_json(args.json, run_benchmark(args.model, repeats=args.repeats))
+            _write_json(args.json, run_benchmark(args.model, repeats=args.repeats,
+                                                 decoding=_decoding(args)))
     except (DataError, ValueError, OSError) as error:
         print(f"cqr-rasa {args.command}: error: {error}", file=sys.stderr)
         return 2

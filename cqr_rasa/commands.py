@@ -36,13 +36,17 @@ def train_command(data: Sequence[Path], out: Path, epochs: Optional[int] = None,
     return rewriter
 
 
-def evaluate_command(model: Path, data: Path, protocol: str = "full") -> Dict:
-    rewriter = Rewriter.load(model)
+def evaluate_command(model: Path, data: Path, protocol: str = "full",
+                     decoding: Optional[Dict] = None) -> Dict:
+    """`decoding` overrides the model's saved `RewriterConfig` fields (e.g. `beam_size`)."""
+    rewriter = Rewriter.load(model, **(decoding or {}))
     examples = read_examples(data, protocol)
     report = evaluate_systems(examples, {
         "model": lambda exs: predict(rewriter, exs),
         "identity": per_example(identity),
         "heuristic": per_example(heuristic),
     })
+    report["decoding"] = {"beam_size": rewriter.config.beam_size,
+                          "eos_penalty": rewriter.config.eos_penalty}
     print(format_table(report))
     return report

@@ -6,7 +6,7 @@
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -35,12 +35,15 @@ class RewriterConfig:
     beam_size: int = 1  # 1 = greedy decoding
     rewrite_threshold: float = 0.5  # rewrite only when P(rewrite needed) reaches this
     no_repeat_ngram: int = 3  # never emit the same n-gram twice (0 = allow)
+    eos_penalty: float = 0.0  # beam search only: taken from EOS's log-probability when ranking
 
     def __post_init__(self) -> None:
         for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+        if not isinstance(self.eos_penalty, (int, float)) or not self.eos_penalty >= 0:
+            raise ValueError(f"`eos_penalty` must be a number >= 0, got {self.eos_penalty!r}.")
         if not 0.0 <= float(self.rewrite_threshold) <= 1.0:
             raise ValueError(f"`rewrite_threshold` must be within [0, 1], "
                              f"got {self.rewrite_threshold!r}.")
@@ -104,7 +107,8 @@ class Rewriter:
             prepared, state = self.engine.prepare(encoding)
             if self.config.beam_size > 1:
                 hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
-                                    self.config.beam_size, max_len, n_gram)
+                                    self.config.beam_size, max_len, n_gram,
+                                    self.config.eos_penalty)
                         for row in np.arange(len(sources))[:, None]]
             else:
                 hyps = greedy(self.engine, prepared, state, max_len, n_gram)
@@ -162,8 +166,7 @@ class Rewriter:
             network_config = NetworkConfig(**meta["network"])
             features = FeatureSpace.from_dict(meta["features"])
             known = {f.name for f in fields(RewriterConfig)}
-            settings = {k: v for k, v in {**meta["rewriter"], **overrides}.items() if k in known}
-            config = RewriterConfig(**settings)
+            saved = RewriterConfig(**{k: v for k, v in meta["rewriter"].items() if k in known})
         except ModelFileError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -172,6 +175,8 @@ class Rewriter:
         if _sha256(weights) != meta.get("weights_sha256"):
             raise ModelFileError(f"{weights}: checksum differs from the one in {CONFIG_FILE}; "
                                  f"the file is truncated or was altered. Retrain or restore it.")
+        # outside the try: a bad override is the caller's error, not the saved file's
+        config = replace(saved, **{k: v for k, v in overrides.items() if k in known})
         try:
             state = load_file(str(weights))
             network = PointerGenerator(network_config)

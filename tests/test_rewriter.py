@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import cqr_rasa
+from cqr_rasa import cli
 from cqr_rasa.dialogue import BOT, USER, EntitySpan, Example, Turn
 from cqr_rasa.features import BOS_ID, PAD_ID
 from cqr_rasa.model import NetworkConfig, PointerGenerator
@@ -275,6 +276,46 @@ def test_beam_search(saved, rewriter):
         assert result.text.strip()
     assert results[0].text == rewriter.rewrite(UNSEEN).text
     assert results[1].text == "thanks"
+
+
+def test_eos_penalty_lets_beam_search_write_longer_rewrites(saved):
+    plain = Rewriter.load(saved, beam_size=3).rewrite(UNSEEN)
+    longer = Rewriter.load(saved, beam_size=3, eos_penalty=50.0).rewrite(UNSEEN)
+    assert plain.text == "play Zorblax Quintet's latest album"
+    assert len(longer.tokens) > len(plain.tokens)
+    # the penalty ranks hypotheses; the confidence still comes from the network's probabilities
+    assert 0.0 < longer.confidence < plain.confidence <= 1.0
+    same = Rewriter.load(saved, beam_size=3, eos_penalty=1e-3).rewrite(UNSEEN)
+    assert same.text == plain.text
+    assert same.confidence == pytest.approx(plain.confidence, rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [-0.5, float("nan"), "3"])
+def test_eos_penalty_must_be_a_number_not_below_zero(value):
+    with pytest.raises(ValueError, match="eos_penalty"):
+        RewriterConfig(eos_penalty=value)
+
+
+def test_cli_evaluate_and_benchmark_take_decoding_settings(saved, tmp_path, capsys):
+    data = tmp_path / "probes.jsonl"
+    data.write_text("\n".join(json.dumps({
+        "turns": [{"speaker": t.speaker, "text": t.text} for t in turns],
+        "rewrite": "play Zorblax Quintet's latest album" if turns is UNSEEN else turns[-1].text})
+        for turns in PROBES), encoding="utf-8")
+    settings = ["--beam-size", "3", "--eos-penalty", "1.5"]
+    assert cli.main(["evaluate", "--model", str(saved), "--data", str(data),
+                     "--json", str(tmp_path / "eval.json")] + settings) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["decoding"] == {"beam_size": 3, "eos_penalty": 1.5}
+    assert report["n"] == len(PROBES)
+    assert cli.main(["benchmark", "--model", str(saved), "--repeats", "3",
+                     "--json", str(tmp_path / "bench.json")] + settings) == 0
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["decoding"] == {"beam_size": 3, "eos_penalty": 1.5}
+    assert bench["rewriter"]["p50_ms"] > 0 and bench["t5_small"]["p50_ms"] > 0
+    assert cli.main(["evaluate", "--model", str(saved), "--data", str(data),
+                     "--eos-penalty", "-1"]) == 2
+    assert "`eos_penalty` must be a number >= 0, got -1.0." in capsys.readouterr().err
 
 
 def test_sources_point_at_the_turn_the_artist_came_from(saved):

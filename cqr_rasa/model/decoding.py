@@ -68,10 +68,18 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
 
 
 def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int,
-                max_len: int, no_repeat_ngram: int = 3) -> Hypothesis:
-    """Beam search over one encoded dialogue; returns the best finished hypothesis."""
+                max_len: int, no_repeat_ngram: int = 3, eos_penalty: float = 0.0) -> Hypothesis:
+    """Beam search over one encoded dialogue; returns the best finished hypothesis.
+
+    `eos_penalty` is taken from EOS's log-probability when hypotheses are ranked, so that longer
+    rewrites can win; the returned `logps` keep the network's own values.
+    """
     beams = [Hypothesis([], [], [], [])]
     finished: List[Hypothesis] = []
+
+    def final(hyp: Hypothesis) -> float:
+        return hyp.score - eos_penalty / (len(hyp.logps) + 1)
+
     for _ in range(max_len):
         prev = np.array([h.ids[-1] if h.ids else BOS_ID for h in beams])
         out = engine.step(prepared, state, prev)
@@ -79,6 +87,8 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
         logp[:, NEVER] = NEG
         for b, hyp in enumerate(beams):
             logp[b, _blocked(hyp.ids, no_repeat_ngram)] = NEG
+        eos = logp[:, EOS_ID].copy()
+        logp[:, EOS_ID] -= eos_penalty
         totals = (logp + np.array([[sum(h.logps)] for h in beams])).ravel()
         width = logp.shape[1]
         candidates, rows = [], []
@@ -86,7 +96,7 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
             b, token = divmod(flat, width)
             hyp, value = beams[b], float(logp[b, token])
             if token == EOS_ID:
-                finished.append(hyp._replace(logps=hyp.logps + [value]))
+                finished.append(hyp._replace(logps=hyp.logps + [float(eos[b])]))
                 continue
             candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [value],
                                          hyp.attention + [out.state.attn[b]],
@@ -94,9 +104,9 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
             rows.append(b)
             if len(candidates) == beam_size:
                 break
-        if not candidates or (len(finished) >= beam_size and max(h.score for h in finished)
+        if not candidates or (len(finished) >= beam_size and max(map(final, finished))
                               >= max(h.score for h in candidates)):
             break
         beams = candidates
         state = out.state.take(np.array(rows))
-    return max(finished or beams, key=lambda h: h.score)
+    return max(finished, key=final) if finished else max(beams, key=lambda h: h.score)
