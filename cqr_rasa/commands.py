@@ -46,7 +46,6 @@ def evaluate_command(model: Path, data: Path, protocol: str = "full",
         "identity": per_example(identity),
         "heuristic": per_example(heuristic),
     })
-    report["decoding"] = {"beam_size": rewriter.config.beam_size,
-                          "eos_penalty": rewriter.config.eos_penalty}
+    report["decoding"] = rewriter.config.decoding()
     print(format_table(report))
     return report

@@ -42,11 +42,18 @@ class RewriterConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
-        if not isinstance(self.eos_penalty, (int, float)) or not self.eos_penalty >= 0:
+        if (not isinstance(self.eos_penalty, (int, float)) or isinstance(self.eos_penalty, bool)
+                or not self.eos_penalty >= 0):
             raise ValueError(f"`eos_penalty` must be a number >= 0, got {self.eos_penalty!r}.")
         if not 0.0 <= float(self.rewrite_threshold) <= 1.0:
             raise ValueError(f"`rewrite_threshold` must be within [0, 1], "
                              f"got {self.rewrite_threshold!r}.")
+
+    def decoding(self) -> Dict[str, float]:
+        """The settings deciding whether and how a rewrite is decoded, as reports record them."""
+        return {"beam_size": self.beam_size, "eos_penalty": self.eos_penalty,
+                "no_repeat_ngram": self.no_repeat_ngram,
+                "rewrite_threshold": self.rewrite_threshold}
 
 
 class Rewriter:

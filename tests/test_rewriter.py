@@ -290,7 +290,7 @@ def test_eos_penalty_lets_beam_search_write_longer_rewrites(saved):
     assert same.confidence == pytest.approx(plain.confidence, rel=1e-6)
 
 
-@pytest.mark.parametrize("value", [-0.5, float("nan"), "3"])
+@pytest.mark.parametrize("value", [-0.5, float("nan"), "3", True])
 def test_eos_penalty_must_be_a_number_not_below_zero(value):
     with pytest.raises(ValueError, match="eos_penalty"):
         RewriterConfig(eos_penalty=value)
@@ -306,12 +306,13 @@ def test_cli_evaluate_and_benchmark_take_decoding_settings(saved, tmp_path, caps
     assert cli.main(["evaluate", "--model", str(saved), "--data", str(data),
                      "--json", str(tmp_path / "eval.json")] + settings) == 0
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert report["decoding"] == {"beam_size": 3, "eos_penalty": 1.5}
+    expected = {**RewriterConfig().decoding(), "beam_size": 3, "eos_penalty": 1.5}
+    assert report["decoding"] == expected
     assert report["n"] == len(PROBES)
     assert cli.main(["benchmark", "--model", str(saved), "--repeats", "3",
                      "--json", str(tmp_path / "bench.json")] + settings) == 0
     bench = json.loads((tmp_path / "bench.json").read_text())
-    assert bench["decoding"] == {"beam_size": 3, "eos_penalty": 1.5}
+    assert bench["decoding"] == expected
     assert bench["rewriter"]["p50_ms"] > 0 and bench["t5_small"]["p50_ms"] > 0
     assert cli.main(["evaluate", "--model", str(saved), "--data", str(data),
                      "--eos-penalty", "-1"]) == 2
