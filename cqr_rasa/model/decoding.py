@@ -109,4 +109,5 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
             break
         beams = candidates
         state = out.state.take(np.array(rows))
-    return max(finished, key=final) if finished else max(beams, key=lambda h: h.score)
+    # unfinished beams all have one length, so `final` ranks them as `score` does
+    return max(finished or beams, key=final)
