@@ -17,7 +17,9 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.graph_components.providers.domain_provider import DomainProvider
 from rasa.shared.constants import INTENT_MESSAGE_PREFIX
+from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_NAME_KEY, TEXT
@@ -26,7 +28,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from cqr_rasa.augment import value_pool
 from cqr_rasa.dialogue import USER, Example, Turn
-from cqr_rasa.plugin.context import context_turns, entity_spans
+from cqr_rasa.plugin.context import ResponseTemplates, context_turns, entity_spans
 from cqr_rasa.plugin.rerun import UpstreamNLU
 from cqr_rasa.readers import DataError
 from cqr_rasa.readers.rasa_yaml import read_rasa_yaml
@@ -114,13 +116,15 @@ class ContextualQueryRewriter(GraphComponent):
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                  rewriter: Optional[Rewriter] = None, known_values: Optional[Dict] = None,
-                 upstream: Optional[UpstreamNLU] = None) -> None:
+                 upstream: Optional[UpstreamNLU] = None,
+                 templates: Optional[ResponseTemplates] = None) -> None:
         self.config = ComponentConfig.from_dict(config)
         self._model_storage = model_storage
         self._resource = resource
         self._rewriter = rewriter
         self._known_values = known_values or {}
         self._upstream = upstream
+        self._templates = templates
         self._bot_entities: "OrderedDict[str, list]" = OrderedDict()
         self._known_spans: "OrderedDict[str, list]" = OrderedDict()
         self._known_matcher = ValueMatcher(self._known_values)
@@ -182,8 +186,7 @@ class ContextualQueryRewriter(GraphComponent):
         if intent in self.config.skip_intents:
             info["reason"] = "skip_intent"
             return message
-        history = context_turns(tracker, self.config.max_history_turns, self._known_entities,
-                                self._extract_bot_entities)
+        history = self.history(tracker)
         if not history:
             info["reason"] = "no_history"
             return message
@@ -207,6 +210,11 @@ class ContextualQueryRewriter(GraphComponent):
                  "turns_back": len(history) - t}}
             for k, t in sorted(rewrite.sources.items())])
         return reparsed
+
+    def history(self, tracker: Optional[DialogueStateTracker]) -> List[Turn]:
+        """The context turns the rewriter reads, bot turns with their recovered entity spans."""
+        return context_turns(tracker, self.config.max_history_turns, self._known_entities,
+                             self._extract_bot_entities, self._templates)
 
     def _known_entities(self, text: str) -> list:
         """Spans of the known entity values in a bot text (cached: bot texts recur each turn)."""
@@ -271,7 +279,9 @@ class ContextualQueryRewriter(GraphComponent):
                                      beam_size=settings.beam_size)
             known = json.loads((directory / KNOWN_VALUES_FILE).read_text(encoding="utf-8"))
         upstream = UpstreamNLU.build(model_storage, execution_context)
-        return cls(config, model_storage, resource, rewriter, known, upstream)
+        domain = _trained_domain(model_storage, execution_context)
+        templates = ResponseTemplates(domain) if domain is not None else None
+        return cls(config, model_storage, resource, rewriter, known, upstream, templates)
 
     def persist(self) -> None:
         if self._rewriter is None:
@@ -289,6 +299,22 @@ def _cached(cache: "OrderedDict[str, list]", text: str, compute: Any) -> list:
         if len(cache) > 512:
             cache.popitem(last=False)
     return cache[text]
+
+
+def _trained_domain(model_storage: ModelStorage,
+                    execution_context: ExecutionContext) -> Optional[Domain]:
+    """The domain the model was trained with, read from its domain provider's resource; None for
+    a model without one (`rasa train nlu`)."""
+    schema = execution_context.graph_schema
+    for node in (schema.nodes.values() if schema is not None else []):
+        if isinstance(node.uses, type) and issubclass(node.uses, DomainProvider):
+            try:
+                with model_storage.read_from(node.resource) as directory:
+                    return Domain.from_path(directory)
+            except Exception as error:  # only bot-turn spans depend on it: keep loading
+                logger.warning("%s: could not read the model's domain (%r); bot turns get their "
+                               "entity spans without the response templates.", NAME, error)
+    return None
 
 
 def _nlu_entity_values(training_data: TrainingData) -> Dict[str, List[str]]:

@@ -143,6 +143,29 @@ def test_errors_inside_the_rewrite_keep_the_message(example_model, tmp_path, cap
     assert "boom" in caplog.text
 
 
+def test_bot_turns_get_spans_from_the_domains_response_templates(example_model, tmp_path):
+    """A value no slot holds and no training data names ("Hozier", as a custom action might pass
+    it to `utter_message`) is found in the bot text through the response it was written from."""
+    component = _loaded_component(example_model, tmp_path)
+    tracker = DialogueStateTracker.from_events("t", [
+        ActionExecuted("action_listen"),
+        UserUttered("play take me to church", {"name": "play_song", "confidence": 1.0}),
+        BotUttered("Playing Take Me to Church by Hozier.",
+                   metadata={"utter_action": "utter_play_song_by_artist"}),
+        ActionExecuted("action_listen"),
+    ])
+    bot = component.history(tracker)[-1]
+    assert [(s.entity, s.value) for s in bot.entities] == [
+        ("song", "Take Me to Church"), ("artist", "Hozier")]
+    message = Message(data={"text": "play their latest album",
+                            "intent": {"name": "play_album", "confidence": 0.9}})
+    [out] = component.process([message], tracker)
+    info = out.get(REWRITE_KEY)
+    assert info["applied"] is True and "Hozier" in info["rewritten_text"]
+    assert {w["word"]: w["from_turn"]["turns_back"] for w in info["inserted"]
+            if w["from_turn"]}["Hozier"] == 1
+
+
 def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
     """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
     loaded = _loaded_component(example_model, tmp_path)
