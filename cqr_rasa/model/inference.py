@@ -6,11 +6,11 @@ and a one-row linear layer 30 us, against 1-6 us for a numpy operation). This mo
 what `PointerGenerator.encode`, `step` and `extended_logp` compute, with the weights folded once
 when the rewriter loads:
 
-- both LSTMs' gate rows for the input, forget and output gates are halved, so that one tanh
-  serves all four gates: sigmoid(x) = (tanh(x / 2) + 1) / 2;
+- both LSTMs' gates are reordered to input, forget, output, cell, and the three sigmoid gates'
+  rows halved, so that one tanh serves all four gates: sigmoid(x) = (tanh(x / 2) + 1) / 2;
 - the encoder's input projection is a sum of rows looked up per feature column (each embedding
-  table times its slice of the input weights, both directions), and the two directions advance
-  together, the backward one over each dialogue reversed;
+  table times its slice of the input weights, one table per direction), and the two directions
+  advance together, the backward one reading each dialogue's feature ids reversed;
 - the decoder's target embedding times its input weights, plus both biases, becomes one gate row
   per generation word (and the switch's embedding term one number per word).
 
@@ -78,23 +78,30 @@ class Engine:
         config = network.config
         d, h = config.word_dim, config.hidden
         self.gen_vocab, self.hidden = config.gen_vocab, h
-        # PyTorch's gate order is input, forget, cell, output: the sigmoid gates' rows are halved
+        # PyTorch's gate order is input, forget, cell, output (rows of its weights)
+        order = np.r_[0:2 * h, 3 * h:4 * h, 2 * h:3 * h]
         half = np.full(4 * h, 0.5, dtype=np.float32)
-        half[2 * h:3 * h] = 1.0
-        # encoder: the input is the concatenated embeddings of the seven feature columns, so
-        # its projection is a sum of per-column tables, each (rows, 2 directions, 1, 4h)
+        half[3 * h:] = 1.0
+
+        def gates(weights: torch.Tensor) -> np.ndarray:
+            """(4h, ...) weights in PyTorch's order -> (..., 4h) in ours, sigmoid rows halved."""
+            return np.ascontiguousarray(array(weights)[order].T * half)
+
+        # encoder: the input is the concatenated embeddings of the seven feature columns, so its
+        # projection is a sum of per-column tables, each (rows, 4h), one list per direction
         lstm, directions = network.encoder, ("", "_reverse")
-        w_input = np.stack([array(getattr(lstm, f"weight_ih_l0{s}")).T * half
-                            for s in directions], axis=1)  # (input, 2, 4h)
         embeddings = [array(network.word_embedding.weight)] + [
             array(e.weight) for e in network.feature_embeddings]
         offsets = np.cumsum([0] + [e.shape[1] for e in embeddings])
-        self.input_tables = [np.einsum("ve,edg->vdg", e, w_input[start:end])[:, :, None, :]
-                             for e, start, end in zip(embeddings, offsets, offsets[1:])]
-        self.input_tables[0] = self.input_tables[0] + np.stack([
-            (array(getattr(lstm, f"bias_ih_l0{s}")) + array(getattr(lstm, f"bias_hh_l0{s}")))
-            * half for s in directions])[:, None, :]  # both biases, added with the word's row
-        self.w_encoder_hh = np.stack([array(getattr(lstm, f"weight_hh_l0{s}")).T * half
+        self.input_tables = []
+        for s in directions:
+            w_input = gates(getattr(lstm, f"weight_ih_l0{s}"))  # (input, 4h)
+            tables = [e @ w_input[start:end]
+                      for e, start, end in zip(embeddings, offsets, offsets[1:])]
+            # both biases, added with the word's row
+            tables[0] += gates(getattr(lstm, f"bias_ih_l0{s}") + getattr(lstm, f"bias_hh_l0{s}"))
+            self.input_tables.append(tables)
+        self.w_encoder_hh = np.stack([gates(getattr(lstm, f"weight_hh_l0{s}"))
                                       for s in directions])  # (2, h, 4h)
         self.w_bridge, self.b_bridge = (array(network.bridge.weight).T,
                                         array(network.bridge.bias))
@@ -103,12 +110,11 @@ class Engine:
         self.w_head_out, self.b_head_out = array(second.weight)[0], float(second.bias.detach())
         # decoder
         embedding = array(network.target_embedding.weight)  # (gen_vocab, d)
-        w_ih = array(network.decoder.weight_ih)  # (4h, d + 2h + 2h): [emb, context, selective]
-        self.gate_table = (embedding @ w_ih[:, :d].T + array(network.decoder.bias_ih)
-                           + array(network.decoder.bias_hh)) * half  # (gen_vocab, 4h)
+        w_ih = gates(network.decoder.weight_ih)  # (d + 2h + 2h, 4h): [emb, context, selective]
+        self.gate_table = (embedding @ w_ih[:d] + gates(
+            network.decoder.bias_ih + network.decoder.bias_hh))  # (gen_vocab, 4h)
         # rows for [h, context, selective read]: (5h, 4h)
-        self.w_recurrent = np.concatenate([array(network.decoder.weight_hh).T,
-                                           w_ih[:, d:].T]) * half
+        self.w_recurrent = np.concatenate([gates(network.decoder.weight_hh), w_ih[d:]])
         self.w_states = array(network.attn_states.weight).T.copy()  # (2h, a)
         self.w_query = array(network.attn_query.weight).T.copy()  # (h, a)
         self.b_query = array(network.attn_query.bias)
@@ -131,22 +137,24 @@ class Engine:
         lengths = np.maximum(valid.sum(1), 1)[:, None]
         positions = np.arange(length)
         # each dialogue reversed in place (padding stays at the end): the backward LSTM's input
-        reverse = np.where(positions < lengths, lengths - 1 - positions, positions)
-        # shape: (batch, src_len, 2, 1, 4h): input projections, forward and backward
-        projected = sum(table[padded.features[..., k]]
-                        for k, table in enumerate(self.input_tables))
-        projected[:, :, 1] = np.take_along_axis(projected[:, :, 1], reverse[..., None, None],
-                                                axis=1)
-        hidden = np.zeros((size, 2, 1, h), dtype=np.float32)
+        reverse = np.where(positions < lengths, lengths - 1 - positions, positions).T
+        rows = np.arange(size)
+        ids = padded.features.transpose(1, 0, 2)  # time first: (src_len, batch, columns)
+        # shape: (src_len, batch, 2, 1, 4h): input projections, forward and backward
+        projected = np.empty((length, size, 2, 1, 4 * h), dtype=np.float32)
+        for direction, order in enumerate((ids, ids[reverse, rows])):
+            projected[:, :, direction, 0] = sum(
+                table[order[..., k]] for k, table in enumerate(self.input_tables[direction]))
         cell = np.zeros((size, 2, 1, h), dtype=np.float32)
-        outputs = np.empty((size, length, 2, 1, h), dtype=np.float32)
+        outputs = np.zeros((length + 1, size, 2, 1, h), dtype=np.float32)  # [t + 1]: step t's
+        gates = np.empty((size, 2, 1, 4 * h), dtype=np.float32)
         for t in range(length):
-            hidden, cell = _lstm(projected[:, t] + np.matmul(hidden, self.w_encoder_hh), cell, h)
-            outputs[:, t] = hidden
-        outputs = outputs[:, :, :, 0]
-        states = np.concatenate(
-            [outputs[:, :, 0], np.take_along_axis(outputs[:, :, 1], reverse[..., None], axis=1)],
-            axis=-1) * valid[..., None]
+            np.matmul(outputs[t], self.w_encoder_hh, out=gates)
+            gates += projected[t]
+            outputs[t + 1], cell = _lstm(gates, cell, h)
+        outputs = outputs[1:, :, :, 0]
+        states = np.concatenate([outputs[:, :, 0], outputs[reverse, rows, 1]],
+                                axis=-1).transpose(1, 0, 2) * valid[..., None]
         pooled = np.concatenate([_masked_max(states, padded.utterance),
                                  _masked_max(states, valid)], axis=1)
         logit = np.tanh(pooled @ self.w_head + self.b_head) @ self.w_head_out + self.b_head_out
@@ -209,12 +217,15 @@ def _product(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _lstm(gates: np.ndarray, cell: np.ndarray, hidden: int) -> Tuple[np.ndarray, np.ndarray]:
-    """An LSTM cell's update from its gates, whose sigmoid rows were halved at load."""
-    squashed = np.tanh(gates)
-    sig = 0.5 * squashed + 0.5
-    cell = (sig[..., hidden:2 * hidden] * cell
-            + sig[..., :hidden] * squashed[..., 2 * hidden:3 * hidden])
-    return sig[..., 3 * hidden:] * np.tanh(cell), cell
+    """An LSTM cell's update from its gates (input, forget, output, cell; the sigmoid rows halved
+    at load). Overwrites `gates`."""
+    squashed = np.tanh(gates, out=gates)
+    sig = squashed[..., :3 * hidden]
+    sig *= 0.5
+    sig += 0.5
+    cell = sig[..., hidden:2 * hidden] * cell
+    cell += sig[..., :hidden] * squashed[..., 3 * hidden:]
+    return sig[..., 2 * hidden:] * np.tanh(cell), cell
 
 
 def _masked_max(states: np.ndarray, mask: np.ndarray) -> np.ndarray:
