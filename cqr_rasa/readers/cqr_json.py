@@ -5,6 +5,11 @@ driver utterance at `base_utt_idx`. Context protocols:
 
 - ``online``: the turns before the base utterance (what a live assistant has seen);
 - ``full``: every turn up to the reformulation's own turn, except the base utterance.
+
+Entity spans in every turn come from matching values in its text: first the `slots` of the
+assistant turns up to the reformulation's turn, then the dialogue's knowledge base
+(`scenario.kb.items`: the places, addresses, distances, events and forecasts the assistant
+answers from), each value tagged with its slot or column name.
 """
 import json
 from pathlib import Path
@@ -62,6 +67,7 @@ def _dialogue_examples(record: Dict[str, Any], protocol: str, path: Path,
     scenario = record["scenario"]
     intent = scenario["task"]["intent"]
     raw = record["dialogue"]
+    knowledge = (scenario.get("kb") or {}).get("items") or []
     speakers, texts = [], []
     for index, turn in enumerate(raw):
         if turn["turn"] not in SPEAKER:
@@ -78,8 +84,8 @@ def _dialogue_examples(record: Dict[str, Any], protocol: str, path: Path,
             raise DataError(path, f"dialogue {number}, turn index {index}",
                             f"base_utt_idx {base!r} must point at an earlier driver turn")
         before = range(base) if protocol == "online" else range(index + 1)
-        slots = _slot_values(raw[i]["data"].get("slots") for i in range(index + 1)
-                               if speakers[i] == BOT)
+        slots = _slot_values([raw[i]["data"].get("slots") for i in range(index + 1)
+                              if speakers[i] == BOT] + knowledge)
         order = [i for i in before if i != base] + [base]
         turns = [Turn(speakers[i], texts[i], intent, slots(texts[i])) for i in order]
         reformulated = ref.get("reformulated_utt")
@@ -108,7 +114,7 @@ def _unique(values: Iterable[str]) -> List[str]:
 
 
 def _slot_values(slot_dicts: Iterable[Any]) -> ValueMatcher:
-    """A matcher for every slot value of the given assistant turns (first slot name wins)."""
+    """A matcher for every value of the given slot dicts (first slot name wins)."""
     values: Dict[str, str] = {}
     for slots in slot_dicts:
         for name, value in (slots or {}).items():

@@ -109,6 +109,30 @@ def test_cqr_entity_spans_prefer_longer_values_on_word_boundaries(cqr_file):
     assert first.turns[3].entities == []
 
 
+def test_cqr_knowledge_base_values_are_tagged_after_slot_values(tmp_path):
+    record = {
+        "dialogue": [
+            driver("where is the closest gas station"),
+            assistant("Valero is 4 miles away at 200 Alester Ave.", {"place": "Valero"}),
+            driver("take me there"),
+            assistant("Sending directions.", {}, {
+                "base_utt_idx": 2, "reformulated_utt": "take me to Valero at 200 Alester Ave",
+                "slots": {"poi": "Valero"}, "flag": "locative"}),
+        ],
+        "scenario": {"kb": {"items": [
+            {"poi": "Valero", "address": "200 Alester Ave", "distance": "4 miles",
+             "poi_type": "gas station"},
+            {"poi": "Chevron", "address": "783 Arcadia Pl", "distance": "5 miles",
+             "poi_type": "gas station"}]},
+            "task": {"intent": "navigate"}, "uuid": "u-2"},
+    }
+    [example] = read_cqr_json(write(tmp_path / "kb.json", json.dumps([record])))
+    assert example.turns[0].entities == [EntitySpan(21, 32, "poi_type", "gas station")]
+    assert example.turns[1].entities == [EntitySpan(0, 6, "place", "Valero"),
+                                         EntitySpan(10, 17, "distance", "4 miles"),
+                                         EntitySpan(26, 41, "address", "200 Alester Ave")]
+
+
 def test_cqr_bad_base_index_names_file_and_dialogue(tmp_path):
     data = json.loads(json.dumps(CQR))
     data.append(json.loads(json.dumps(CQR[0])))
