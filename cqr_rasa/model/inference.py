@@ -83,7 +83,7 @@ class Engine:
         half = np.full(4 * h, 0.5, dtype=np.float32)
         half[3 * h:] = 1.0
 
-        def gates(weights: torch.Tensor) -> np.ndarray:
+        def as_gates(weights: torch.Tensor) -> np.ndarray:
             """(4h, ...) weights in PyTorch's order -> (..., 4h) in ours, sigmoid rows halved."""
             return np.ascontiguousarray(array(weights)[order].T * half)
 
@@ -95,13 +95,13 @@ class Engine:
         offsets = np.cumsum([0] + [e.shape[1] for e in embeddings])
         self.input_tables = []
         for s in directions:
-            w_input = gates(getattr(lstm, f"weight_ih_l0{s}"))  # (input, 4h)
+            w_input = as_gates(getattr(lstm, f"weight_ih_l0{s}"))  # (input, 4h)
             tables = [e @ w_input[start:end]
                       for e, start, end in zip(embeddings, offsets, offsets[1:])]
             # both biases, added with the word's row
-            tables[0] += gates(getattr(lstm, f"bias_ih_l0{s}") + getattr(lstm, f"bias_hh_l0{s}"))
+            tables[0] += as_gates(getattr(lstm, f"bias_ih_l0{s}") + getattr(lstm, f"bias_hh_l0{s}"))
             self.input_tables.append(tables)
-        self.w_encoder_hh = np.stack([gates(getattr(lstm, f"weight_hh_l0{s}"))
+        self.w_encoder_hh = np.stack([as_gates(getattr(lstm, f"weight_hh_l0{s}"))
                                       for s in directions])  # (2, h, 4h)
         self.w_bridge, self.b_bridge = (array(network.bridge.weight).T,
                                         array(network.bridge.bias))
@@ -110,11 +110,11 @@ class Engine:
         self.w_head_out, self.b_head_out = array(second.weight)[0], float(second.bias.detach())
         # decoder
         embedding = array(network.target_embedding.weight)  # (gen_vocab, d)
-        w_ih = gates(network.decoder.weight_ih)  # (d + 2h + 2h, 4h): [emb, context, selective]
-        self.gate_table = (embedding @ w_ih[:d] + gates(
+        w_ih = as_gates(network.decoder.weight_ih)  # (d + 2h + 2h, 4h): [emb, context, selective]
+        self.gate_table = (embedding @ w_ih[:d] + as_gates(
             network.decoder.bias_ih + network.decoder.bias_hh))  # (gen_vocab, 4h)
         # rows for [h, context, selective read]: (5h, 4h)
-        self.w_recurrent = np.concatenate([gates(network.decoder.weight_hh), w_ih[d:]])
+        self.w_recurrent = np.concatenate([as_gates(network.decoder.weight_hh), w_ih[d:]])
         self.w_states = array(network.attn_states.weight).T.copy()  # (2h, a)
         self.w_query = array(network.attn_query.weight).T.copy()  # (h, a)
         self.b_query = array(network.attn_query.bias)
@@ -142,9 +142,9 @@ class Engine:
         ids = padded.features.transpose(1, 0, 2)  # time first: (src_len, batch, columns)
         # shape: (src_len, batch, 2, 1, 4h): input projections, forward and backward
         projected = np.empty((length, size, 2, 1, 4 * h), dtype=np.float32)
-        for direction, order in enumerate((ids, ids[reverse, rows])):
+        for direction, read in enumerate((ids, ids[reverse, rows])):
             projected[:, :, direction, 0] = sum(
-                table[order[..., k]] for k, table in enumerate(self.input_tables[direction]))
+                table[read[..., k]] for k, table in enumerate(self.input_tables[direction]))
         cell = np.zeros((size, 2, 1, h), dtype=np.float32)
         outputs = np.zeros((length + 1, size, 2, 1, h), dtype=np.float32)  # [t + 1]: step t's
         gates = np.empty((size, 2, 1, 4 * h), dtype=np.float32)
