@@ -106,15 +106,17 @@ def test_intent_payload_and_skip_intents_are_not_rewritten(agent, example_model,
     assert out.get("text") == text and out.get(REWRITE_KEY)["reason"] == "intent_payload"
 
 
-def _loaded_component(model_path: Path, tmp_path: Path) -> ContextualQueryRewriter:
-    """The component as Rasa loads it from the archive (same graph, same storage)."""
+def _loaded_component(model_path: Path, tmp_path: Path, **settings) -> ContextualQueryRewriter:
+    """The component as Rasa loads it from the archive (same graph, same storage); `settings`
+    replace config keys, as editing config.yml would."""
     storage, metadata = LocalModelStorage.from_model_archive(tmp_path / "storage", model_path)
     schema = metadata.predict_schema
     node_name = next(n for n, node in schema.nodes.items()
                      if node.uses is ContextualQueryRewriter)
     node = schema.nodes[node_name]
     context = ExecutionContext(schema, metadata.model_id, node_name=node_name)
-    return ContextualQueryRewriter.load(node.config, storage, node.resource, context)
+    return ContextualQueryRewriter.load({**node.config, **settings}, storage, node.resource,
+                                        context)
 
 
 def _tracker_after_believer() -> DialogueStateTracker:
@@ -166,6 +168,17 @@ def test_bot_turns_get_spans_from_the_domains_response_templates(example_model, 
             if w["from_turn"]}["Hozier"] == 1
 
 
+def test_beam_search_with_eos_penalty_from_the_config(example_model, tmp_path):
+    component = _loaded_component(example_model, tmp_path / "beam", beam_size=4, eos_penalty=3.0)
+    settings = component._rewriter.config
+    assert (settings.beam_size, settings.eos_penalty) == (4, 3.0)
+    message = Message(data={"text": "play their latest album",
+                            "intent": {"name": "play_album", "confidence": 0.9}})
+    [out] = component.process([message], _tracker_after_believer())
+    assert out.get(REWRITE_KEY)["applied"] is True
+    assert "Imagine Dragons" in out.get(REWRITE_KEY)["rewritten_text"]
+
+
 def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
     """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
     loaded = _loaded_component(example_model, tmp_path)
@@ -190,6 +203,9 @@ def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, 
 def test_bad_config_and_missing_rewrites_file_fail_clearly(tmp_path, monkeypatch):
     with pytest.raises(InvalidConfigException, match="min_confidence.*between 0 and 1"):
         ComponentConfig.from_dict({"min_confidence": 3})
+    for bad in (-1.0, True, "3"):
+        with pytest.raises(InvalidConfigException, match="`eos_penalty` is .*a number >= 0"):
+            ComponentConfig.from_dict({"eos_penalty": bad})
     monkeypatch.chdir(tmp_path)
     component = ContextualQueryRewriter.create(
         ContextualQueryRewriter.get_default_config(), LocalModelStorage.create(tmp_path / "s"),
