@@ -105,6 +105,11 @@ class ComponentConfig:
             fail("random_seed", "an integer")
         return cls(**values)
 
+    def rewriter_settings(self) -> Dict[str, Any]:
+        """The `RewriterConfig` fields these keys set, at training and at load alike."""
+        return {"max_history_turns": self.max_history_turns, "beam_size": self.beam_size,
+                "eos_penalty": float(self.eos_penalty)}
+
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
 class ContextualQueryRewriter(GraphComponent):
@@ -142,7 +147,8 @@ class ContextualQueryRewriter(GraphComponent):
         train_config = TrainConfig(epochs=self.config.epochs, seed=self.config.random_seed,
                                    swapped_copies=self.config.synthetic_examples,
                                    validation_fraction=0.1 if len(examples) >= 300 else 0.0)
-        self._rewriter = train(examples, train_config, self._rewriter_config(),
+        self._rewriter = train(examples, train_config,
+                               RewriterConfig(**self.config.rewriter_settings()),
                                initial=self._pretrained(), extra_values=nlu_values)
         known = value_pool(examples, nlu_values)
         self._known_values = {value: entity for entity, values in known.items()
@@ -258,11 +264,6 @@ class ContextualQueryRewriter(GraphComponent):
         except ModelFileError as error:
             raise InvalidConfigException(f"{NAME}: pretrained_model: {error}") from None
 
-    def _rewriter_config(self) -> RewriterConfig:
-        return RewriterConfig(max_history_turns=self.config.max_history_turns,
-                              beam_size=self.config.beam_size,
-                              eos_penalty=float(self.config.eos_penalty))
-
     @classmethod
     def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
         """Hashes the rewrites file (and pretrained model) so edits retrain, and only edits."""
@@ -282,9 +283,7 @@ class ContextualQueryRewriter(GraphComponent):
         """Loads the trained rewriter and builds the runner that re-parses rewritten text."""
         settings = ComponentConfig.from_dict(config)
         with model_storage.read_from(resource) as directory:
-            rewriter = Rewriter.load(directory, max_history_turns=settings.max_history_turns,
-                                     beam_size=settings.beam_size,
-                                     eos_penalty=float(settings.eos_penalty))
+            rewriter = Rewriter.load(directory, **settings.rewriter_settings())
             known = json.loads((directory / KNOWN_VALUES_FILE).read_text(encoding="utf-8"))
         upstream = UpstreamNLU.build(model_storage, execution_context)
         domain = _trained_domain(model_storage, execution_context)
@@ -311,14 +310,14 @@ def _cached(cache: "OrderedDict[str, list]", text: str, compute: Any) -> list:
 
 def _trained_domain(model_storage: ModelStorage,
                     execution_context: ExecutionContext) -> Optional[Domain]:
-    """The domain the model was trained with, read from its domain provider's resource; None for
-    a model without one (`rasa train nlu`)."""
+    """The domain the model was trained with, loaded by its own domain provider node; None for a
+    model without one (`rasa train nlu`)."""
     schema = execution_context.graph_schema
     for node in (schema.nodes.values() if schema is not None else []):
         if isinstance(node.uses, type) and issubclass(node.uses, DomainProvider):
             try:
-                with model_storage.read_from(node.resource) as directory:
-                    return Domain.from_path(directory)
+                return node.uses.load(node.config, model_storage, node.resource,
+                                      execution_context).provide_inference()
             except Exception as error:  # only bot-turn spans depend on it: keep loading
                 logger.warning("%s: could not read the model's domain (%r); bot turns get their "
                                "entity spans without the response templates.", NAME, error)
