@@ -1,16 +1,18 @@
 """Re-running the NLU components that precede the rewriter on a rewritten text.
 
-A graph node cannot call other nodes, so the component builds its own small graph runner over the
-part of the model's graph it depends on (the node feeding its `messages`), sharing the model
-storage. Built in `load`, because the unpacked model directory is gone after loading.
+A graph node cannot call other nodes, so the component instantiates its own copies of the nodes
+it depends on (everything feeding its `messages`), sharing the model storage, and calls them in
+dependency order. Built in `load`, because the unpacked model directory is gone after loading.
+
+Rasa's `DaskGraphRunner` would run the same nodes, but it rebuilds its task graph and formats its
+inputs into a debug message on every run: 1.1 ms of a 12.8 ms re-parse on the example bot.
 """
 import logging
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from rasa.core.channels.channel import UserMessage
 from rasa.engine.constants import PLACEHOLDER_MESSAGE, PLACEHOLDER_TRACKER
-from rasa.engine.graph import ExecutionContext
-from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.engine.graph import ExecutionContext, GraphNode, GraphSchema
 from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.training_data.message import Message
@@ -21,13 +23,14 @@ logger = logging.getLogger(__name__)
 class UpstreamNLU:
     """Parses a text with the NLU nodes upstream of the rewriter node."""
 
-    def __init__(self, runner: DaskGraphRunner, target: str) -> None:
-        self._runner, self._target = runner, target
+    def __init__(self, steps: List[Tuple[str, GraphNode, List[str]]], target: str) -> None:
+        self._steps, self._target = steps, target  # (node name, node, names it reads)
 
     @classmethod
     def build(cls, model_storage: ModelStorage,
               execution_context: ExecutionContext) -> Optional["UpstreamNLU"]:
-        """The runner for the rewriter's `messages` input, or None (e.g. on the training graph)."""
+        """The nodes behind the rewriter's `messages` input, or None (e.g. on the training
+        graph)."""
         schema, node_name = execution_context.graph_schema, execution_context.node_name
         node = schema.nodes.get(node_name) if schema is not None and node_name else None
         target = node.needs.get("messages") if node is not None else None
@@ -37,13 +40,36 @@ class UpstreamNLU:
         context = ExecutionContext(sub_schema, execution_context.model_id,
                                    execution_context.should_add_diagnostic_data,
                                    execution_context.is_finetuning)
-        logger.debug("Re-run graph for %s: %s", node_name, sorted(sub_schema.nodes))
-        return cls(DaskGraphRunner(sub_schema, model_storage, context), target)
+        order = _dependency_order(sub_schema)
+        logger.debug("Re-run nodes for %s: %s", node_name, order)
+        return cls([(name, GraphNode.from_schema_node(name, sub_schema.nodes[name],
+                                                      model_storage, context),
+                     list(sub_schema.nodes[name].needs.values())) for name in order], target)
 
     def parse(self, text: str, original: Message,
               tracker: Optional[DialogueStateTracker]) -> Message:
         """The upstream NLU's message for `text`, keeping the original's id and metadata."""
         message = UserMessage(text=text, message_id=original.get("message_id"),
                               metadata=original.get("metadata"))
-        inputs = {PLACEHOLDER_MESSAGE: [message], PLACEHOLDER_TRACKER: tracker}
-        return self._runner.run(inputs=inputs, targets=[self._target])[self._target][0]
+        # as in Rasa's runner, each node gets (name, output) pairs, or a bare name it lacks
+        outputs: Dict[str, Any] = {PLACEHOLDER_MESSAGE: (PLACEHOLDER_MESSAGE, [message]),
+                                   PLACEHOLDER_TRACKER: (PLACEHOLDER_TRACKER, tracker)}
+        for name, node, needs in self._steps:
+            outputs[name] = node(*(outputs.get(need, need) for need in needs))
+        return outputs[self._target][1][0]
+
+
+def _dependency_order(schema: GraphSchema) -> List[str]:
+    """The schema's node names, each after the nodes it needs."""
+    order: List[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name not in schema.nodes:
+            return
+        for need in schema.nodes[name].needs.values():
+            visit(need)
+        order.append(name)
+
+    for name in schema.nodes:
+        visit(name)
+    return order

@@ -109,6 +109,9 @@ def test_intent_payload_and_skip_intents_are_not_rewritten(agent, example_model,
 def _loaded_component(model_path: Path, tmp_path: Path, **settings) -> ContextualQueryRewriter:
     """The component as Rasa loads it from the archive (same graph, same storage); `settings`
     replace config keys, as editing config.yml would."""
+    # the directory must exist: Rasa moves each component's folder into it, and into a missing
+    # path the first folder would be renamed to be the storage itself
+    (tmp_path / "storage").mkdir(parents=True)
     storage, metadata = LocalModelStorage.from_model_archive(tmp_path / "storage", model_path)
     schema = metadata.predict_schema
     node_name = next(n for n, node in schema.nodes.items()
@@ -127,6 +130,18 @@ def _tracker_after_believer() -> DialogueStateTracker:
         BotUttered("'Believer' is by Imagine Dragons."),
         ActionExecuted("action_listen"),
     ])
+
+
+def test_the_rerun_parses_as_the_bot_does(agent, example_model, tmp_path):
+    component = _loaded_component(example_model, tmp_path)
+    for text in ("play Imagine Dragons' latest album", "who sings yellow"):
+        bot = run(agent.parse_message(text))  # no history: the component changes nothing
+        rerun = component._upstream.parse(text, Message(data={"text": text}), None)
+        assert rerun.get("text") == text
+        assert rerun.get("intent")["name"] == bot["intent"]["name"]
+        assert rerun.get("intent")["confidence"] == pytest.approx(bot["intent"]["confidence"])
+        assert [(e["entity"], e["value"]) for e in rerun.get("entities")] == \
+            [(e["entity"], e["value"]) for e in bot["entities"]]
 
 
 def test_errors_inside_the_rewrite_keep_the_message(example_model, tmp_path, caplog):
