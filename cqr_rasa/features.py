@@ -30,17 +30,25 @@ class Token(NamedTuple):
 class Tokenizer:
     """spaCy's rule-based English tokenizer (`spacy.blank("en")`, nothing downloaded)."""
 
+    CACHE_SIZE = 4096  # texts remembered: a bot's history turns are tokenized again each turn
+
     def __init__(self) -> None:
         import spacy
 
         self._tokenizer = spacy.blank("en").tokenizer
+        self._cache: Dict[str, Tuple[Token, ...]] = {}
 
-    def __call__(self, text: str) -> List[Token]:
-        return [
-            Token(t.text, t.idx, t.idx + len(t.text))
-            for t in self._tokenizer(text)
-            if not t.is_space
-        ]
+    def __call__(self, text: str) -> Tuple[Token, ...]:
+        tokens = self._cache.get(text)
+        if tokens is None:
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            tokens = self._cache[text] = tuple(
+                Token(t.text, t.idx, t.idx + len(t.text))
+                for t in self._tokenizer(text)
+                if not t.is_space
+            )
+        return tokens
 
 
 _ATTACH_LEFT = {",", ".", "?", "!", ";", ":", "%", ")", "]", "'s", "'S", "n't", "'re", "'ll",
