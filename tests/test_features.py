@@ -355,3 +355,14 @@ def test_clean_text_drops_control_characters(raw, expected):
     cleaned = clean_text(raw)
     assert cleaned == expected
     assert all(c.isprintable() for c in cleaned)
+
+
+def test_tokenizer_remembers_a_bounded_number_of_texts():
+    tokenizer = Tokenizer()
+    tokenizer.CACHE_SIZE = 3
+    texts = [f"play song number {i}" for i in range(7)]
+    first = [tokenizer(text) for text in texts]
+    assert len(tokenizer._cache) <= 3
+    assert [tokenizer(text) for text in texts] == first  # forgotten or remembered, same tokens
+    assert [t.text for t in tokenizer("play Imagine Dragons' song")] == \
+        ["play", "Imagine", "Dragons", "'", "song"]
