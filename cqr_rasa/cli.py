@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data", action="append", required=True, type=Path,
                        help="training file (repeat for several; format detected per file)")
     train.add_argument("--out", required=True, type=Path, help="directory to save the rewriter")
-    train.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
+    train.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 50)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     train.add_argument("--protocol", choices=PROTOCOLS, default="full",
                        help="context protocol for CQR JSON files (default full)")

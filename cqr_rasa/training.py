@@ -21,12 +21,15 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     """Training settings; the defaults were chosen by cross-validation on the CQR dev split."""
 
-    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    epochs: int = 50  # upper bound; early stopping usually ends sooner
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 42
     validation_fraction: float = 0.1  # share of examples held out for early stopping
-    patience: int = 5  # epochs without validation improvement before stopping
+    # epochs without validation improvement before stopping: the validation split is small and
+    # its loss noisy; 10 (with 50 epochs) against 5 (with 30) gave +4.0 and +2.2 greedy BLEU in
+    # 5-fold cross-validation on two fold splits of the CQR dev split
+    patience: int = 10
     alternatives_per_example: int = 1  # extra targets sampled per epoch from `alternatives`
     swapped_copies: int = 1  # entity-swapped copies of each example per epoch
     coverage_weight: float = 0.5

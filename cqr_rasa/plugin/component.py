@@ -146,7 +146,10 @@ class ContextualQueryRewriter(GraphComponent):
         nlu_values = _nlu_entity_values(training_data)
         train_config = TrainConfig(epochs=self.config.epochs, seed=self.config.random_seed,
                                    swapped_copies=self.config.synthetic_examples,
-                                   validation_fraction=0.1 if len(examples) >= 300 else 0.0)
+                                   validation_fraction=0.1 if len(examples) >= 300 else 0.0,
+                                   # what the example bot was tuned with (the CLI's 10 was
+                                   # chosen on CQR validation splits, not on a bot's data)
+                                   patience=5)
         self._rewriter = train(examples, train_config,
                                RewriterConfig(**self.config.rewriter_settings()),
                                initial=self._pretrained(), extra_values=nlu_values)
