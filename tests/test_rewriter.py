@@ -5,6 +5,7 @@ to an artist it never saw, copying a multi-word name token by token.
 """
 import ast
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -137,6 +138,22 @@ def test_training_is_deterministic():
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_the_moving_average_of_the_weights_is_what_training_keeps():
+    def weights(**changes):
+        config = dataclasses.replace(train_config(1), validation_fraction=0.25, **changes)
+        return torch.cat([p.flatten() for p in train(training_examples(), config,
+                                                     progress=False).network.parameters()])
+
+    initial = weights(learning_rate=0.0)
+    trained = weights(ema_decay=0.0)
+    # an average that barely moves keeps the initial weights; a plain run moved them
+    assert torch.allclose(weights(ema_decay=1 - 1e-7), initial, atol=1e-5)
+    assert not torch.allclose(trained, initial, atol=1e-3)
+    averaged = weights(ema_decay=0.5)
+    assert not torch.allclose(averaged, initial, atol=1e-3)
+    assert not torch.equal(averaged, trained)
 
 
 # --- save / load -----------------------------------------------------------------------------
