@@ -99,8 +99,8 @@ def _train(examples: Sequence[Example], config: TrainConfig,
     val_items = [(encode(e), e.rewrite, e.needs_rewrite) for e in val]
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     # a moving average of the weights, validated and kept instead of them (needs validation)
-    average = ([p.detach().clone() for p in network.parameters()]
-               if config.ema_decay and val_items else None)
+    averaged = copy.deepcopy(network) if config.ema_decay and val_items else None
+    judged = network if averaged is None else averaged
     best_loss, best_state, stale = float("inf"), copy.deepcopy(network.state_dict()), 0
     bar = tqdm(range(config.epochs), desc="training rewriter", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -116,36 +116,24 @@ def _train(examples: Sequence[Example], config: TrainConfig,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
             optimizer.step()
-            if average is not None:
+            if averaged is not None:
                 with torch.no_grad():
-                    for mean, param in zip(average, network.parameters()):
+                    for mean, param in zip(averaged.parameters(), network.parameters()):
                         mean.lerp_(param, 1.0 - config.ema_decay)
             total += loss.item() * batch.targets.size(0)
         train_loss = total / max(1, len(items))
-        if average is not None:
-            trained = [p.detach().clone() for p in network.parameters()]
-            _assign(network, average)
-        val_loss = (_evaluate_loss(network, features, val_items, config) if val_items
+        val_loss = (_evaluate_loss(judged, features, val_items, config) if val_items
                     else train_loss)
-        improved = val_loss < best_loss - 1e-4
-        if improved:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(network.state_dict()), 0
-        if average is not None:
-            _assign(network, trained)
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
         logger.debug("epoch %d train %.4f val %.4f", epoch + 1, train_loss, val_loss)
-        if not improved:
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_state, stale = val_loss, copy.deepcopy(judged.state_dict()), 0
+        else:
             stale += 1
             if stale >= config.patience:
                 break
     network.load_state_dict(best_state)
     return Rewriter(features, network.eval(), rewriter_config)
-
-
-@torch.no_grad()
-def _assign(network: PointerGenerator, values: Sequence[torch.Tensor]) -> None:
-    for param, value in zip(network.parameters(), values):
-        param.copy_(value)
 
 
 def _epoch_items(originals: Sequence[Tuple[Example, Source]], pool, config: TrainConfig,
