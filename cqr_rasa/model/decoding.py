@@ -45,9 +45,8 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
     for _ in range(max_len):
         out = engine.step(prepared, state, prev)
         logp = out.logp
-        logp[:, NEVER] = NEG
         for b in range(size):
-            logp[b, _blocked(hyps[b].ids, no_repeat_ngram)] = NEG
+            logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram)] = NEG
         best = logp.argmax(1)
         chosen = logp[np.arange(size), best].tolist()
         copied = out.copied.tolist()

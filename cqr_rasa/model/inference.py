@@ -1,18 +1,16 @@
-"""The trained network at run time, in numpy: encoder, decoder step, and the switch's mixture.
+"""The trained network at run time, in numpy: decoder step and the switch's mixture.
 
 A rewrite is encoded and then decoded one word at a time at batch 1, where PyTorch spends most of
-its time dispatching small operations (on the development machine a 15-word BiLSTM took 0.5 ms
-and a one-row linear layer 30 us, against 1-6 us for a numpy operation). This module computes
-what `PointerGenerator.encode`, `step` and `extended_logp` compute, with the weights folded once
-when the rewriter loads:
+its time dispatching small operations (on the development machine a one-row linear layer took
+30 us, against 1-6 us for a numpy operation). This module computes what `PointerGenerator.encode`,
+`step` and `extended_logp` compute, with the weights folded once when the rewriter loads. Only
+the encoder's BiLSTM stays in PyTorch, one call over the whole dialogue.
 
-- both LSTMs' gates are reordered to input, forget, output, cell, and the three sigmoid gates'
-  rows halved, so that one tanh serves all four gates: sigmoid(x) = (tanh(x / 2) + 1) / 2;
-- the encoder's input projection is a sum of rows looked up per feature column (each embedding
-  table times its slice of the input weights, one table per direction), and the two directions
-  advance together, the backward one reading each dialogue's feature ids reversed;
-- the decoder's target embedding times its input weights, plus both biases, becomes one gate row
+- The decoder LSTM's gates are reordered to input, forget, output, cell, and the three sigmoid
+  gates' rows halved, so that one tanh serves all four gates: sigmoid(x) = (tanh(x / 2) + 1) / 2.
+- The decoder's target embedding times its input weights, plus both biases, becomes one gate row
   per generation word (and the switch's embedding term one number per word).
+- The output's hidden layer and the switch read the same features: one product serves both.
 
 The outputs match the PyTorch network to float32 rounding; tests hold the two together. PyTorch
 remains what trains the network.
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 
 from cqr_rasa.features import UNK_ID, Source, pad_sources
-from cqr_rasa.model.network import PointerGenerator
+from cqr_rasa.model.network import PointerGenerator, torch_threads
 
 _TINY = np.finfo(np.float32).tiny
 
@@ -42,7 +40,7 @@ class Prepared(NamedTuple):
     """A batch of encoded dialogues, what every decoder step reads."""
 
     states: np.ndarray  # (batch, src_len, 2*hidden)
-    projected: np.ndarray  # (batch, src_len, attention)
+    projected: np.ndarray  # (batch, src_len, attention), the query's bias added
     valid: np.ndarray  # (batch, src_len) bool
     ext_ids: np.ndarray  # (batch, src_len) int64
     scatter: np.ndarray  # (batch, src_len, gen_vocab + max_oov): one-hot of each word's ext id
@@ -77,7 +75,7 @@ class Engine:
 
         config = network.config
         d, h = config.word_dim, config.hidden
-        self.gen_vocab, self.hidden = config.gen_vocab, h
+        self.network, self.gen_vocab, self.hidden = network, config.gen_vocab, h
         # PyTorch's gate order is input, forget, cell, output (rows of its weights)
         order = np.r_[0:2 * h, 3 * h:4 * h, 2 * h:3 * h]
         half = np.full(4 * h, 0.5, dtype=np.float32)
@@ -87,22 +85,9 @@ class Engine:
             """(4h, ...) weights in PyTorch's order -> (..., 4h) in ours, sigmoid rows halved."""
             return np.ascontiguousarray(array(weights)[order].T * half)
 
-        # encoder: the input is the concatenated embeddings of the seven feature columns, so its
-        # projection is a sum of per-column tables, each (rows, 4h), one list per direction
-        lstm, directions = network.encoder, ("", "_reverse")
-        embeddings = [array(network.word_embedding.weight)] + [
+        # encoder: its input is the concatenated embeddings of the seven feature columns
+        self.embeddings = [array(network.word_embedding.weight)] + [
             array(e.weight) for e in network.feature_embeddings]
-        offsets = np.cumsum([0] + [e.shape[1] for e in embeddings])
-        self.input_tables = []
-        for s in directions:
-            w_input = as_gates(getattr(lstm, f"weight_ih_l0{s}"))  # (input, 4h)
-            tables = [e @ w_input[start:end]
-                      for e, start, end in zip(embeddings, offsets, offsets[1:])]
-            # both biases, added with the word's row
-            tables[0] += as_gates(getattr(lstm, f"bias_ih_l0{s}") + getattr(lstm, f"bias_hh_l0{s}"))
-            self.input_tables.append(tables)
-        self.w_encoder_hh = np.stack([as_gates(getattr(lstm, f"weight_hh_l0{s}"))
-                                      for s in directions])  # (2, h, 4h)
         self.w_bridge, self.b_bridge = (array(network.bridge.weight).T,
                                         array(network.bridge.bias))
         first, _, second = network.rewrite_head
@@ -111,7 +96,7 @@ class Engine:
         # decoder
         embedding = array(network.target_embedding.weight)  # (gen_vocab, d)
         w_ih = as_gates(network.decoder.weight_ih)  # (d + 2h + 2h, 4h): [emb, context, selective]
-        self.gate_table = (embedding @ w_ih[:d] + as_gates(
+        gate_table = (embedding @ w_ih[:d] + as_gates(
             network.decoder.bias_ih + network.decoder.bias_hh))  # (gen_vocab, 4h)
         # rows for [h, context, selective read]: (5h, 4h)
         self.w_recurrent = np.concatenate([as_gates(network.decoder.weight_hh), w_ih[d:]])
@@ -121,40 +106,30 @@ class Engine:
         self.w_coverage = array(network.attn_coverage)  # (a,)
         self.v = array(network.attn_v.weight)[0]  # (a,)
         hidden_layer, _, vocab_layer = network.out
-        self.w_hidden = array(hidden_layer.weight).T.copy()  # (3h, h)
-        self.b_hidden = array(hidden_layer.bias)
+        switch = array(network.switch.weight)[0]  # over [h, context, embedding]
+        # [h, context] feed the output's hidden layer and the switch: one product, (3h, h + 1)
+        self.w_features = np.concatenate([array(hidden_layer.weight).T, switch[:3 * h, None]], 1)
+        self.b_features = np.append(array(hidden_layer.bias), np.float32(0.0))
         self.w_vocab = array(vocab_layer.weight).T.copy()  # (h, gen_vocab)
         self.b_vocab = array(vocab_layer.bias)
-        switch = array(network.switch.weight)[0]  # over [h, context, embedding]
-        self.w_switch = switch[:3 * h]
-        self.switch_table = embedding @ switch[3 * h:] + float(network.switch.bias.detach())
+        switch_table = embedding @ switch[3 * h:] + float(network.switch.bias.detach())
+        # a last row for copied words outside the generation vocabulary, which the decoder reads
+        # as UNK: looked up with mode="clip", every such id lands there
+        self.gate_table = np.concatenate([gate_table, gate_table[UNK_ID:UNK_ID + 1]])
+        self.switch_table = np.append(switch_table, switch_table[UNK_ID])
 
     def encode(self, sources: Sequence[Source]) -> Tuple[Encoding, List[float]]:
         """Encodes dialogues; returns the encoding and P(rewrite needed) for each."""
         padded = pad_sources(sources)
-        valid, h = padded.valid, self.hidden
-        size, length = valid.shape
-        lengths = np.maximum(valid.sum(1), 1)[:, None]
-        positions = np.arange(length)
-        # each dialogue reversed in place (padding stays at the end): the backward LSTM's input
-        reverse = np.where(positions < lengths, lengths - 1 - positions, positions).T
-        rows = np.arange(size)
-        ids = padded.features.transpose(1, 0, 2)  # time first: (src_len, batch, columns)
-        # shape: (src_len, batch, 2, 1, 4h): input projections, forward and backward
-        projected = np.empty((length, size, 2, 1, 4 * h), dtype=np.float32)
-        for direction, read in enumerate((ids, ids[reverse, rows])):
-            projected[:, :, direction, 0] = sum(
-                table[read[..., k]] for k, table in enumerate(self.input_tables[direction]))
-        cell = np.zeros((size, 2, 1, h), dtype=np.float32)
-        outputs = np.zeros((length + 1, size, 2, 1, h), dtype=np.float32)  # [t + 1]: step t's
-        gates = np.empty((size, 2, 1, 4 * h), dtype=np.float32)
-        for t in range(length):
-            np.matmul(outputs[t], self.w_encoder_hh, out=gates)
-            gates += projected[t]
-            outputs[t + 1], cell = _lstm(gates, cell, h)
-        outputs = outputs[1:, :, :, 0]
-        states = np.concatenate([outputs[:, :, 0], outputs[reverse, rows, 1]],
-                                axis=-1).transpose(1, 0, 2) * valid[..., None]
+        valid = padded.valid
+        inputs = np.concatenate([table[padded.features[..., k]]
+                                 for k, table in enumerate(self.embeddings)], axis=-1)
+        # PyTorch's LSTM runs the whole sequence in compiled code: 0.8 against 1.8 ms in numpy
+        # for 105 words here. One thread, because two would keep spinning after the call and
+        # take the cores from the decoder.
+        with torch_threads(1), torch.inference_mode():
+            states = self.network.run_encoder(torch.from_numpy(inputs),
+                                              torch.from_numpy(valid.sum(1))).numpy()
         pooled = np.concatenate([_masked_max(states, padded.utterance),
                                  _masked_max(states, valid)], axis=1)
         logit = np.tanh(pooled @ self.w_head + self.b_head) @ self.w_head_out + self.b_head_out
@@ -170,39 +145,41 @@ class Engine:
         init = np.tanh(encoding.pooled @ self.w_bridge + self.b_bridge)
         zeros = np.zeros(valid.shape, dtype=np.float32)
         context = np.zeros((len(states), 2 * h), dtype=np.float32)
-        return (Prepared(states, states @ self.w_states, valid, ext_ids, scatter),
+        return (Prepared(states, states @ self.w_states + self.b_query, valid, ext_ids, scatter),
                 State(init[:, :h], init[:, h:], context, zeros, zeros))
 
     def step(self, prepared: Prepared, state: State, prev: np.ndarray) -> Output:
         """One step for every row of `state` (rows of a batch, or beams of one dialogue)."""
         p, hidden = prepared, self.hidden
-        gen_ids = np.where(prev >= self.gen_vocab, UNK_ID, prev)
         # the LSTM reads the previous word, context and selective read (CopyNet's: the states
-        # of the source positions holding the previous word, weighted by their attention)
-        hits = state.attn * ((p.ext_ids == prev[:, None]) & p.valid)
+        # of the source positions holding the previous word, weighted by their attention, which
+        # is zero on padding)
+        hits = state.attn * (p.ext_ids == prev[:, None])
         selective = np.matmul(hits[:, None, :], p.states)[:, 0]
         recurrent = np.concatenate([state.h, state.context, selective], axis=1)
-        gates = self.gate_table[gen_ids] + _product(recurrent, self.w_recurrent)
+        gates = self.gate_table.take(prev, axis=0, mode="clip")
+        gates += _product(recurrent, self.w_recurrent)
         h, c = _lstm(gates, state.c, hidden)
-        energy = np.tanh(p.projected + (_product(h, self.w_query) + self.b_query)[:, None, :]
-                         + state.coverage[:, :, None] * self.w_coverage)
-        scores = np.where(p.valid, energy @ self.v, -np.inf)
+        energy = p.projected + _product(h, self.w_query)[:, None, :]
+        energy += state.coverage[:, :, None] * self.w_coverage
+        scores = np.where(p.valid, np.tanh(energy, out=energy) @ self.v, -np.inf)
         attn = np.exp(scores - scores.max(axis=1, keepdims=True))
         attn /= attn.sum(axis=1, keepdims=True)
         context = np.matmul(attn[:, None, :], p.states)[:, 0]
-        features = np.concatenate([h, context], axis=1)
-        logits = (_product(np.tanh(_product(features, self.w_hidden) + self.b_hidden),
-                           self.w_vocab) + self.b_vocab)
+        # shape: (batch, hidden + 1): the output's hidden layer and the switch's logit
+        joint = _product(np.concatenate([h, context], axis=1), self.w_features)
+        joint += self.b_features
+        switch = joint[:, hidden] + self.switch_table.take(prev, mode="clip")
+        logits = _product(np.tanh(joint[:, :hidden]), self.w_vocab)
+        logits += self.b_vocab
         vocab = np.exp(logits - logits.max(axis=1, keepdims=True))
-        vocab /= vocab.sum(axis=1, keepdims=True)
-        switch = features @ self.w_switch + self.switch_table[gen_ids]
         p_gen = 1.0 / (1.0 + np.exp(-switch))
         # mixed in probability space: the copy mass summed per extended id, plus the generation
-        # mass on the vocabulary's ids
+        # mass on the vocabulary's ids (the softmax's normalization folded into p_gen)
         mixed = np.matmul((attn * (1.0 - p_gen)[:, None])[:, None, :], p.scatter)[:, 0]
-        mixed[:, :self.gen_vocab] += p_gen[:, None] * vocab
+        mixed[:, :self.gen_vocab] += (p_gen / vocab.sum(axis=1))[:, None] * vocab
         # an impossible id gets log(tiny) = -87, still above the NEG that decoding bans ids with
-        return Output(np.log(np.maximum(mixed, _TINY)), switch < 0,
+        return Output(np.log(np.maximum(mixed, _TINY, out=mixed), out=mixed), switch < 0,
                       State(h, c, context, attn, state.coverage + attn))
 
 
