@@ -27,13 +27,16 @@ def assert_same_step(out, step, torch_logp, rows=slice(None)):
 
 
 @grid
-def test_engine_encodes_as_the_network_does(case, network, lengths, hidden):
-    """Padded rows included: each dialogue's backward LSTM starts at its own last word."""
+@pytest.mark.parametrize("pytorch_from", [1000, 0], ids=["numpy_lstm", "pytorch_lstm"])
+def test_engine_encodes_as_the_network_does(case, network, lengths, hidden, pytorch_from):
+    """Padded rows included: each dialogue's backward LSTM starts at its own last word. Both
+    ways of running the encoder's LSTM (short dialogues in numpy, long ones in PyTorch)."""
     sources, batch = case(lengths)
     model = network(hidden, seed=1).eval()
     with torch.no_grad():
         encoded = model.encode(batch)
     engine = Engine(model)
+    engine.pytorch_from = pytorch_from
     encoding, p_rewrite = engine.encode(sources)
     prepared, state = engine.prepare(encoding)
     np.testing.assert_allclose(prepared.states, encoded.states.numpy(), atol=2e-6, rtol=1e-5)
