@@ -83,9 +83,8 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
         prev = np.array([h.ids[-1] if h.ids else BOS_ID for h in beams])
         out = engine.step(prepared, state, prev)
         logp = out.logp
-        logp[:, NEVER] = NEG
         for b, hyp in enumerate(beams):
-            logp[b, _blocked(hyp.ids, no_repeat_ngram)] = NEG
+            logp[b, NEVER + _blocked(hyp.ids, no_repeat_ngram)] = NEG
         eos = logp[:, EOS_ID].copy()
         logp[:, EOS_ID] -= eos_penalty
         totals = (logp + np.array([[sum(h.logps)] for h in beams])).ravel()

@@ -22,7 +22,7 @@ from typing import List, NamedTuple, Sequence, Tuple
 import numpy as np
 import torch
 
-from cqr_rasa.features import UNK_ID, Padded, Source, pad_sources
+from cqr_rasa.features import UNK_ID, Source, pad_sources
 from cqr_rasa.model.network import PointerGenerator, torch_threads
 
 _TINY = np.finfo(np.float32).tiny
@@ -145,35 +145,33 @@ class Engine:
         """Encodes dialogues; returns the encoding and P(rewrite needed) for each."""
         padded = pad_sources(sources)
         valid = padded.valid
-        if valid.shape[1] >= self.pytorch_from:
-            states = self._pytorch_states(padded)
-        else:
-            states = self._numpy_states(padded)
+        lstm = self._pytorch_states if valid.shape[1] >= self.pytorch_from else self._numpy_states
+        states = lstm(padded.features, valid)
         pooled = np.concatenate([_masked_max(states, padded.utterance),
                                  _masked_max(states, valid)], axis=1)
         logit = np.tanh(pooled @ self.w_head + self.b_head) @ self.w_head_out + self.b_head_out
         return (Encoding(states, valid, padded.ext_ids, padded.max_oov, pooled),
                 (1.0 / (1.0 + np.exp(-logit))).tolist())
 
-    def _pytorch_states(self, padded: Padded) -> np.ndarray:
-        inputs = np.concatenate([table[padded.features[..., k]]
+    def _pytorch_states(self, features: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        inputs = np.concatenate([table[features[..., k]]
                                  for k, table in enumerate(self.embeddings)], axis=-1)
         # one thread: two would keep spinning after the call and take the cores from the decoder
         with torch_threads(1), torch.inference_mode():
             return self.network.run_encoder(torch.from_numpy(inputs),
-                                            torch.from_numpy(padded.valid.sum(1))).numpy()
+                                            torch.from_numpy(valid.sum(1))).numpy()
 
-    def _numpy_states(self, padded: Padded) -> np.ndarray:
+    def _numpy_states(self, features: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """The BiLSTM, both directions advancing together, the backward one reading each
         dialogue's feature ids reversed."""
-        valid, h = padded.valid, self.hidden
+        h = self.hidden
         size, length = valid.shape
         lengths = np.maximum(valid.sum(1), 1)[:, None]
         positions = np.arange(length)
         # each dialogue reversed in place (padding stays at the end): the backward LSTM's input
         reverse = np.where(positions < lengths, lengths - 1 - positions, positions).T
         rows = np.arange(size)
-        ids = padded.features.transpose(1, 0, 2)  # time first: (src_len, batch, columns)
+        ids = features.transpose(1, 0, 2)  # time first: (src_len, batch, columns)
         # shape: (src_len, batch, 2, 1, 4h): input projections, forward and backward
         projected = np.empty((length, size, 2, 1, 4 * h), dtype=np.float32)
         for direction, read in enumerate((ids, ids[reverse, rows])):
