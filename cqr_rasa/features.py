@@ -56,15 +56,26 @@ _ATTACH_LEFT = {",", ".", "?", "!", ";", ":", "%", ")", "]", "'s", "'S", "n't", 
 _ATTACH_RIGHT = {"(", "[", "$", "#"}
 
 
-def detokenize(words: Sequence[str]) -> str:
+def detokenize(words: Sequence[str], glued: Optional[Sequence[Optional[bool]]] = None) -> str:
     """Joins tokens into natural text: "Imagine Dragons ' latest" -> "Imagine Dragons' latest".
 
-    A "'" after a word ending in s is a possessive when that word is capitalized or the next is
-    not ("Dragons' latest", "players' union"), otherwise it opens a quote ("is 'Believer'").
+    `glued[i]` says whether word i was written right after word i - 1 with no space (True) or
+    with one (False), where the two were copied from neighbours in the dialogue ("gon na" ->
+    "gonna", "4 pm" -> "4pm"); where it is None or not given, English rules decide. A "'" after
+    a word ending in s is a possessive when that word is capitalized or the next is not
+    ("Dragons' latest", "players' union"), otherwise it opens a quote ("is 'Believer'").
     """
     out: List[str] = []
     glue_next = open_quote = False
     for i, word in enumerate(words):
+        known = glued[i] if glued is not None and out else None
+        if known is not None:
+            out.append(word if known else " " + word)
+            if word in ("'", '"'):  # a space before a quote opens one; none closes it
+                open_quote = glue_next = not known
+            else:
+                glue_next = word in _ATTACH_RIGHT
+            continue
         if word in ("'", '"'):
             before = out[-1].strip() if out else ""
             after = words[i + 1] if i + 1 < len(words) else ""
@@ -82,6 +93,11 @@ def detokenize(words: Sequence[str]) -> str:
         out.append(word if attach else " " + word)
         glue_next = word in _ATTACH_RIGHT
     return "".join(out).strip()
+
+
+def glued_to_previous(tokens: Sequence[Token]) -> List[bool]:
+    """For each token of one text, whether it follows the one before it with no space between."""
+    return [k > 0 and token.start == tokens[k - 1].end for k, token in enumerate(tokens)]
 
 
 def normalize_value(text: str) -> str:
@@ -127,6 +143,7 @@ class Source(NamedTuple):
     ext_ids: List[int]  # generation vocabulary id, or len(gen) + index into `oov`
     oov: List[str]  # lowercased source words outside the generation vocabulary
     utterance_start: int  # position of the utterance's first token
+    glued: List[bool]  # the token follows the one before it in its turn with no space between
 
 
 ROLE_NAMES = [PAD, NO_LABEL] + [f"ENTITY{s}{k}" for s in "US" for k in range(1, MAX_ROLES + 1)]
@@ -205,22 +222,24 @@ class FeatureSpace:
         for index, turn in enumerate(turns):
             tokens = self.tokenizer(turn.text)
             distance = min(len(turns) - 1 - index, MAX_DISTANCE) + 1
-            for token, tag in zip(tokens, token_tags(tokens, turn)):
+            for token, tag, glued in zip(tokens, token_tags(tokens, turn),
+                                         glued_to_previous(tokens)):
                 bio, entity, value = tag if tag else (NO_LABEL, NO_LABEL, "")
                 role = roles.get((turn.speaker, value), NO_LABEL) if tag else NO_LABEL
                 rows.append((token.text, index, self.words.id(token.text.lower()),
                              SPEAKER_IDS.get(turn.speaker, SPEAKER_IDS[USER]),
                              self._intent_id(turn.intent), BIO_IDS[bio],
-                             self.types.id(entity), ROLE_NAMES.index(role), distance))
+                             self.types.id(entity), ROLE_NAMES.index(role), distance, glued))
         utterance_len = sum(1 for r in rows if r[1] == len(turns) - 1)
         keep = max(self.max_source_tokens, utterance_len)
         rows = rows[-keep:]
-        columns = list(zip(*rows)) if rows else [()] * 9
+        columns = list(zip(*rows)) if rows else [()] * 10
         words = list(columns[0])
         ext_ids, oov = self.extend(words)
         return Source(words, list(columns[1]), list(columns[2]), list(columns[3]),
                       list(columns[4]), list(columns[5]), list(columns[6]), list(columns[7]),
-                      list(columns[8]), ext_ids, oov, len(rows) - utterance_len)
+                      list(columns[8]), ext_ids, oov, len(rows) - utterance_len,
+                      list(columns[9]))
 
     def _intent_id(self, intent: Optional[str]) -> int:
         """Unknown intents count as no intent: training data often has none on its turns."""

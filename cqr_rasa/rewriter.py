@@ -34,11 +34,16 @@ class RewriterConfig:
     max_history_turns: int = 8  # context turns kept before the utterance
     beam_size: int = 1  # 1 = greedy decoding
     rewrite_threshold: float = 0.5  # rewrite only when P(rewrite needed) reaches this
-    no_repeat_ngram: int = 3  # never emit the same n-gram twice (0 = allow)
+    # no n-gram of this many words occurs more than `max_ngram_count` times (0 = no limit): the
+    # CQR rewrites often name a place twice ("the address of X and directions to X"), but three
+    # times is a decoder running in circles
+    no_repeat_ngram: int = 3
+    max_ngram_count: int = 2
     eos_penalty: float = 0.0  # beam search only: taken from EOS's log-probability when ranking
 
     def __post_init__(self) -> None:
-        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0)):
+        for name, low in (("max_history_turns", 0), ("beam_size", 1), ("no_repeat_ngram", 0),
+                          ("max_ngram_count", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
@@ -53,6 +58,7 @@ class RewriterConfig:
         """The settings deciding whether and how a rewrite is decoded, as reports record them."""
         return {"beam_size": self.beam_size, "eos_penalty": self.eos_penalty,
                 "no_repeat_ngram": self.no_repeat_ngram,
+                "max_ngram_count": self.max_ngram_count,
                 "rewrite_threshold": self.rewrite_threshold}
 
 
@@ -106,7 +112,8 @@ class Rewriter:
 
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
                 ) -> List[Rewrite]:
-        max_len, n_gram = self.features.max_target_tokens, self.config.no_repeat_ngram
+        max_len = self.features.max_target_tokens
+        n_gram = (self.config.no_repeat_ngram, self.config.max_ngram_count)
         encoding, p_rewrite = self.engine.encode(sources)
         if max(p_rewrite) < self.config.rewrite_threshold:
             hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
@@ -114,24 +121,28 @@ class Rewriter:
             prepared, state = self.engine.prepare(encoding)
             if self.config.beam_size > 1:
                 hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
-                                    self.config.beam_size, max_len, n_gram,
-                                    self.config.eos_penalty)
+                                    self.config.beam_size, max_len, *n_gram,
+                                    eos_penalty=self.config.eos_penalty)
                         for row in np.arange(len(sources))[:, None]]
             else:
-                hyps = greedy(self.engine, prepared, state, max_len, n_gram)
+                hyps = greedy(self.engine, prepared, state, max_len, *n_gram)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text
             if p < self.config.rewrite_threshold:
                 out.append(Rewrite(utterance, 1.0 - p, False, rewrite_probability=p))
                 continue
-            words, turns = [], []
-            for position, (token, attention, copied) in enumerate(
+            words, turns, glued, last = [], [], [], None
+            for k, (token, attention, copied) in enumerate(
                     zip(hyp.ids, hyp.attention, hyp.copied)):
-                word, turn = surface(token, attention, source, self.features, position == 0)
+                word, at = surface(token, attention, source, self.features, k == 0)
                 words.append(word)
-                turns.append(turn if copied else None)
-            text = detokenize(words)
+                turns.append(None if at is None or not copied else source.turn_index[at])
+                # spaced as in the dialogue where two neighbours there are neighbours here
+                glued.append(source.glued[at] if at is not None and last is not None
+                             and at == last + 1 else None)
+                last = at
+            text = detokenize(words, glued)
             confidence = p * math.exp(sum(hyp.logps) / max(1, len(hyp.logps)))
             if (not text or " ".join(text.split()) == utterance
                     or _drops_unknown_words(source, self.features, words)):
@@ -195,7 +206,8 @@ class Rewriter:
 
 def surface(token: int, attention: Sequence[float], source: Source, features: FeatureSpace,
             first: bool) -> Tuple[str, Optional[int]]:
-    """The written form of an output id and the turn it was copied from (None if not in source).
+    """The written form of an output id and the source position it was taken from (None if it is
+    not in the source).
 
     A copied word keeps its exact spelling; a common word is taken from the dialogue only where it
     is not capitalized merely for starting a turn.
@@ -207,10 +219,10 @@ def surface(token: int, attention: Sequence[float], source: Source, features: Fe
     if token < len(gen) and not first:
         inner = [i for i in hits if i > 0 and source.turn_index[i - 1] == source.turn_index[i]]
         if not inner:
-            return gen.itos[token], source.turn_index[hits[0]]
+            return gen.itos[token], hits[0]
         hits = inner
     best = max(hits, key=lambda i: float(attention[i]))
-    return source.words[best], source.turn_index[best]
+    return source.words[best], best
 
 
 def _drops_unknown_words(source: Source, features: FeatureSpace, words: Sequence[str]) -> bool:

@@ -20,11 +20,12 @@ from cqr_rasa.features import (
     clean_text,
     detokenize,
     entity_roles,
+    glued_to_previous,
     make_batch,
 )
 
 SOURCE_COLUMNS = ("words", "turn_index", "word_ids", "speaker_ids", "intent_ids", "bio_ids",
-                  "type_ids", "role_ids", "distance_ids", "ext_ids")
+                  "type_ids", "role_ids", "distance_ids", "ext_ids", "glued")
 
 
 def span(text, phrase, entity, occurrence=0):
@@ -92,6 +93,35 @@ def test_detokenize_opening_quote_after_word_ending_in_s():
 ])
 def test_detokenize_inverts_the_tokenizer_on_plain_text(tokenizer, text):
     assert detokenize([t.text for t in tokenizer(text)]) == text
+
+
+def test_detokenize_keeps_the_dialogue_spacing_of_glued_words():
+    words = ["is", "it", "gon", "na", "snow", "at", "4", "pm", "?"]
+    glued = [None, None, None, True, None, None, None, True, False]
+    assert detokenize(words, glued) == "is it gonna snow at 4pm ?"
+    assert detokenize(words) == "is it gon na snow at 4 pm?"  # without it, English rules only
+
+
+@pytest.mark.parametrize("text", [
+    "Wednesday, please. Is it gonna snow?",
+    "a meeting at 4pm, later this week",
+    "I need my morning coffee.. Please pick the shortest route!",
+    "'Believer' is by Imagine Dragons' singer",
+    "who is helping ?",
+])
+def test_detokenize_with_glued_inverts_the_tokenizer(tokenizer, text):
+    tokens = tokenizer(text)
+    assert detokenize([t.text for t in tokens], glued_to_previous(tokens)) == text
+
+
+def test_detokenize_with_glued_inverts_the_tokenizer_on_the_dev_data(tokenizer, cqr_dev_path):
+    from cqr_rasa.readers import read_examples
+
+    texts = {" ".join(t.text.split()) for e in read_examples(cqr_dev_path, "full")
+             for t in e.turns}
+    wrong = [text for text in texts if detokenize([t.text for t in tokenizer(text)],
+                                                  glued_to_previous(tokenizer(text))) != text]
+    assert len(texts) > 1000 and wrong == []
 
 
 # --- Tokenizer -------------------------------------------------------------------------------

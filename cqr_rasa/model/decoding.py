@@ -1,4 +1,4 @@
-"""Greedy and beam decoding with repeated-n-gram blocking."""
+"""Greedy and beam decoding, limiting how often an n-gram may recur."""
 from typing import List, NamedTuple, Sequence
 
 import numpy as np
@@ -25,18 +25,20 @@ class Hypothesis(NamedTuple):
         return sum(self.logps) / (len(self.logps) + 1)
 
 
-def _blocked(ids: Sequence[int], n: int) -> List[int]:
-    """Ids that would repeat an n-gram already in `ids`, or the last id right away ("by by")."""
+def _blocked(ids: Sequence[int], n: int, limit: int) -> List[int]:
+    """Ids that would make an n-gram of `ids` occur more than `limit` times, and the last id
+    (never twice in a row: "by by")."""
     repeat = ids[-1:]
     if n <= 0 or len(ids) < n - 1:
         return list(repeat)
     prefix = tuple(ids[len(ids) - n + 1:]) if n > 1 else ()
-    return list(repeat) + [ids[i + n - 1] for i in range(len(ids) - n + 1)
-                           if tuple(ids[i:i + n - 1]) == prefix]
+    follows = [ids[i + n - 1] for i in range(len(ids) - n + 1)
+               if tuple(ids[i:i + n - 1]) == prefix]
+    return list(repeat) + [t for t in set(follows) if follows.count(t) >= limit]
 
 
 def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
-           no_repeat_ngram: int = 3) -> List[Hypothesis]:
+           no_repeat_ngram: int = 3, max_ngram_count: int = 2) -> List[Hypothesis]:
     """Decodes a whole encoded batch greedily."""
     size = len(state.h)
     prev = np.full(size, BOS_ID)
@@ -46,7 +48,7 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
         out = engine.step(prepared, state, prev)
         logp = out.logp
         for b in range(size):
-            logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram)] = NEG
+            logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram, max_ngram_count)] = NEG
         best = logp.argmax(1)
         chosen = logp[np.arange(size), best].tolist()
         copied = out.copied.tolist()
@@ -67,7 +69,8 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
 
 
 def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int,
-                max_len: int, no_repeat_ngram: int = 3, eos_penalty: float = 0.0) -> Hypothesis:
+                max_len: int, no_repeat_ngram: int = 3, max_ngram_count: int = 2,
+                eos_penalty: float = 0.0) -> Hypothesis:
     """Beam search over one encoded dialogue; returns the best finished hypothesis.
 
     `eos_penalty` is taken from EOS's log-probability when hypotheses are ranked, so that longer
@@ -84,7 +87,7 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
         out = engine.step(prepared, state, prev)
         logp = out.logp
         for b, hyp in enumerate(beams):
-            logp[b, NEVER + _blocked(hyp.ids, no_repeat_ngram)] = NEG
+            logp[b, NEVER + _blocked(hyp.ids, no_repeat_ngram, max_ngram_count)] = NEG
         eos = logp[:, EOS_ID].copy()
         logp[:, EOS_ID] -= eos_penalty
         totals = (logp + np.array([[sum(h.logps)] for h in beams])).ravel()

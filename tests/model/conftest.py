@@ -48,6 +48,7 @@ def make_source(rng: random.Random, length: int, n_oov: int, utterance_len: int)
         ext_ids=ext,
         oov=[f"w{GEN_VOCAB + k}" for k in range(n_oov)],
         utterance_start=start,
+        glued=[False] * length,
     )
 
 

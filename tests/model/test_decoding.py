@@ -1,0 +1,23 @@
+"""Tests of the decoders' limit on recurring n-grams."""
+import pytest
+
+from cqr_rasa.model.decoding import _blocked
+from cqr_rasa.rewriter import RewriterConfig
+
+
+@pytest.mark.parametrize("ids, n, limit, expected", [
+    ([5, 6, 7, 5, 6], 3, 1, {6, 7}),  # "5 6 7" again would be its second time
+    ([5, 6, 7, 5, 6], 3, 2, {6}),  # a second time is allowed
+    ([5, 6, 7, 5, 6, 7, 5, 6], 3, 2, {6, 7}),  # a third is not
+    ([5, 6, 7, 5, 6, 8, 5, 6], 3, 2, {6}),  # "5 6 7" and "5 6 8" once each
+    ([5, 6, 5, 6], 0, 1, {6}),  # no limit: only the last id right away
+    ([], 3, 1, set()),
+])
+def test_blocked_ids(ids, n, limit, expected):
+    assert set(_blocked(ids, n, limit)) == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_max_ngram_count_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match="max_ngram_count"):
+        RewriterConfig(max_ngram_count=value)
