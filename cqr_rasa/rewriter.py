@@ -114,6 +114,10 @@ class Rewriter:
                 ) -> List[Rewrite]:
         max_len = self.features.max_target_tokens
         n_gram = (self.config.no_repeat_ngram, self.config.max_ngram_count)
+        # ids a dialogue writes twice in a row ("Jing Jing"), which the decoder may too
+        doubled = [{a for a, b, t, u in zip(s.ext_ids, s.ext_ids[1:], s.turn_index,
+                                            s.turn_index[1:]) if a == b and t == u}
+                   for s in sources]
         encoding, p_rewrite = self.engine.encode(sources)
         if max(p_rewrite) < self.config.rewrite_threshold:
             hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
@@ -122,10 +126,10 @@ class Rewriter:
             if self.config.beam_size > 1:
                 hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
                                     self.config.beam_size, max_len, *n_gram,
-                                    eos_penalty=self.config.eos_penalty)
+                                    self.config.eos_penalty, doubled[row[0]])
                         for row in np.arange(len(sources))[:, None]]
             else:
-                hyps = greedy(self.engine, prepared, state, max_len, *n_gram)
+                hyps = greedy(self.engine, prepared, state, max_len, *n_gram, doubled)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text

@@ -116,6 +116,12 @@ def test_rewrites_another_unseen_artist(rewriter):
     assert rewriter.rewrite(dialogue("Orbit", "Vexlor")).text == "play Vexlor's latest album"
 
 
+@pytest.mark.parametrize("artist", ["Duran Duran", "Talk Talk"])
+def test_copies_a_name_that_repeats_a_word(rewriter, artist):
+    # a word never follows itself in a rewrite unless the dialogue has it twice in a row
+    assert rewriter.rewrite(dialogue("Rio", artist)).text == f"play {artist}'s latest album"
+
+
 def test_reproduces_a_training_rewrite_with_an_apostrophe_only(rewriter):
     assert (rewriter.rewrite(dialogue("Believer", "Imagine Dragons")).text
             == "play Imagine Dragons' latest album")

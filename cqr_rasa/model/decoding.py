@@ -1,5 +1,5 @@
 """Greedy and beam decoding, limiting how often an n-gram may recur."""
-from typing import List, NamedTuple, Sequence
+from typing import Collection, List, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,10 +25,14 @@ class Hypothesis(NamedTuple):
         return sum(self.logps) / (len(self.logps) + 1)
 
 
-def _blocked(ids: Sequence[int], n: int, limit: int) -> List[int]:
+def _blocked(ids: Sequence[int], n: int, limit: int,
+             doubled: Collection[int] = ()) -> List[int]:
     """Ids that would make an n-gram of `ids` occur more than `limit` times, and the last id
-    (never twice in a row: "by by")."""
+    (never twice in a row, "by by", unless it is in `doubled`: "Jing Jing" may be written once
+    each time the dialogue has it)."""
     repeat = ids[-1:]
+    if repeat and repeat[0] in doubled and ids[-2:-1] != repeat:
+        repeat = []
     if n <= 0 or len(ids) < n - 1:
         return list(repeat)
     prefix = tuple(ids[len(ids) - n + 1:]) if n > 1 else ()
@@ -38,8 +42,10 @@ def _blocked(ids: Sequence[int], n: int, limit: int) -> List[int]:
 
 
 def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
-           no_repeat_ngram: int = 3, max_ngram_count: int = 2) -> List[Hypothesis]:
-    """Decodes a whole encoded batch greedily."""
+           no_repeat_ngram: int = 3, max_ngram_count: int = 2,
+           doubled: Sequence[Collection[int]] = ()) -> List[Hypothesis]:
+    """Decodes a whole encoded batch greedily; `doubled` holds, per row, the ids its dialogue
+    writes twice in a row."""
     size = len(state.h)
     prev = np.full(size, BOS_ID)
     hyps = [Hypothesis([], [], [], []) for _ in range(size)]
@@ -48,7 +54,8 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
         out = engine.step(prepared, state, prev)
         logp = out.logp
         for b in range(size):
-            logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram, max_ngram_count)] = NEG
+            logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram, max_ngram_count,
+                                           doubled[b] if doubled else ())] = NEG
         best = logp.argmax(1)
         chosen = logp[np.arange(size), best].tolist()
         copied = out.copied.tolist()
@@ -70,7 +77,7 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
 
 def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int,
                 max_len: int, no_repeat_ngram: int = 3, max_ngram_count: int = 2,
-                eos_penalty: float = 0.0) -> Hypothesis:
+                eos_penalty: float = 0.0, doubled: Collection[int] = ()) -> Hypothesis:
     """Beam search over one encoded dialogue; returns the best finished hypothesis.
 
     `eos_penalty` is taken from EOS's log-probability when hypotheses are ranked, so that longer
@@ -87,7 +94,7 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
         out = engine.step(prepared, state, prev)
         logp = out.logp
         for b, hyp in enumerate(beams):
-            logp[b, NEVER + _blocked(hyp.ids, no_repeat_ngram, max_ngram_count)] = NEG
+            logp[b, NEVER + _blocked(hyp.ids, no_repeat_ngram, max_ngram_count, doubled)] = NEG
         eos = logp[:, EOS_ID].copy()
         logp[:, EOS_ID] -= eos_penalty
         totals = (logp + np.array([[sum(h.logps)] for h in beams])).ravel()

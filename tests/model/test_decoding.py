@@ -17,6 +17,15 @@ def test_blocked_ids(ids, n, limit, expected):
     assert set(_blocked(ids, n, limit)) == expected
 
 
+@pytest.mark.parametrize("ids, expected", [
+    ([4, 9], set()),  # "Jing" may follow "Jing" once, as in the dialogue
+    ([4, 9, 9], {9}),  # but not a third time in a row
+    ([4, 7], {7}),  # other ids still never follow themselves
+])
+def test_an_id_the_dialogue_doubles_may_follow_itself_once(ids, expected):
+    assert set(_blocked(ids, 3, 2, doubled={9})) == expected
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_max_ngram_count_must_be_a_positive_integer(value):
     with pytest.raises(ValueError, match="max_ngram_count"):
