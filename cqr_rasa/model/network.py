@@ -25,7 +25,7 @@ class NetworkConfig:
     word_dim: int = 64
     feature_dim: int = 16
     hidden: int = 128
-    attention: int = 64  # size of the additive attention's hidden layer
+    attention: int = 32  # size of the additive attention's hidden layer
     dropout: float = 0.25
 
     def to_dict(self) -> dict:
