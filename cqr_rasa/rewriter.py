@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from safetensors import SafetensorError
@@ -112,24 +112,21 @@ class Rewriter:
 
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
                 ) -> List[Rewrite]:
-        max_len = self.features.max_target_tokens
-        n_gram = (self.config.no_repeat_ngram, self.config.max_ngram_count)
-        # ids a dialogue writes twice in a row ("Jing Jing"), which the decoder may too
-        doubled = [{a for a, b, t, u in zip(s.ext_ids, s.ext_ids[1:], s.turn_index,
-                                            s.turn_index[1:]) if a == b and t == u}
-                   for s in sources]
+        config, max_len = self.config, self.features.max_target_tokens
         encoding, p_rewrite = self.engine.encode(sources)
-        if max(p_rewrite) < self.config.rewrite_threshold:
+        if max(p_rewrite) < config.rewrite_threshold:
             hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
         else:
             prepared, state = self.engine.prepare(encoding)
-            if self.config.beam_size > 1:
+            doubled = [_doubled_ids(source) for source in sources]
+            if config.beam_size > 1:
                 hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
-                                    self.config.beam_size, max_len, *n_gram,
-                                    self.config.eos_penalty, doubled[row[0]])
+                                    config.beam_size, max_len, config.no_repeat_ngram,
+                                    config.max_ngram_count, config.eos_penalty, doubled[row[0]])
                         for row in np.arange(len(sources))[:, None]]
             else:
-                hyps = greedy(self.engine, prepared, state, max_len, *n_gram, doubled)
+                hyps = greedy(self.engine, prepared, state, max_len, config.no_repeat_ngram,
+                              config.max_ngram_count, doubled)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text
@@ -227,6 +224,12 @@ def surface(token: int, attention: Sequence[float], source: Source, features: Fe
         hits = inner
     best = max(hits, key=lambda i: float(attention[i]))
     return source.words[best], best
+
+
+def _doubled_ids(source: Source) -> Set[int]:
+    """Ids the dialogue writes twice in a row within a turn ("Jing Jing"): the decoder may too."""
+    ids, turns = source.ext_ids, source.turn_index
+    return {a for a, b, t, u in zip(ids, ids[1:], turns, turns[1:]) if a == b and t == u}
 
 
 def _drops_unknown_words(source: Source, features: FeatureSpace, words: Sequence[str]) -> bool:

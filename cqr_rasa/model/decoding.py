@@ -42,8 +42,8 @@ def _blocked(ids: Sequence[int], n: int, limit: int,
 
 
 def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
-           no_repeat_ngram: int = 3, max_ngram_count: int = 2,
-           doubled: Sequence[Collection[int]] = ()) -> List[Hypothesis]:
+           no_repeat_ngram: int, max_ngram_count: int,
+           doubled: Sequence[Collection[int]]) -> List[Hypothesis]:
     """Decodes a whole encoded batch greedily; `doubled` holds, per row, the ids its dialogue
     writes twice in a row."""
     size = len(state.h)
@@ -55,7 +55,7 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
         logp = out.logp
         for b in range(size):
             logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram, max_ngram_count,
-                                           doubled[b] if doubled else ())] = NEG
+                                     doubled[b])] = NEG
         best = logp.argmax(1)
         chosen = logp[np.arange(size), best].tolist()
         copied = out.copied.tolist()
@@ -76,8 +76,8 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
 
 
 def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int,
-                max_len: int, no_repeat_ngram: int = 3, max_ngram_count: int = 2,
-                eos_penalty: float = 0.0, doubled: Collection[int] = ()) -> Hypothesis:
+                max_len: int, no_repeat_ngram: int, max_ngram_count: int,
+                eos_penalty: float, doubled: Collection[int]) -> Hypothesis:
     """Beam search over one encoded dialogue; returns the best finished hypothesis.
 
     `eos_penalty` is taken from EOS's log-probability when hypotheses are ranked, so that longer
