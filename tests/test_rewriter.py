@@ -313,6 +313,33 @@ def test_eos_penalty_lets_beam_search_write_longer_rewrites(saved):
     assert same.confidence == pytest.approx(plain.confidence, rel=1e-6)
 
 
+def test_an_utterance_written_back_unchanged_gets_a_search_for_an_insertion(rewriter):
+    # "thanks" needs nothing; forced to decode, greedy writes it back, and the insertion search
+    # (here with any P(rewrite needed) and any score) must keep it and add a context word
+    turns = dialogue("Moonglade", "Zorblax Quintet", "thanks")
+    forced = {"rewrite_threshold": 0.0, "insert_threshold": 0.0}
+    result = Rewriter(rewriter.features, rewriter.network,
+                      RewriterConfig(**forced, insert_margin=100.0)).rewrite(turns)
+    assert result.changed and "thanks" in result.tokens
+    inserted = {k: w for k, w in enumerate(result.tokens) if w != "thanks"}
+    assert inserted and set(result.sources) == set(inserted)
+    for k, word in inserted.items():
+        assert word in turns[result.sources[k]].text
+    # within the margin only: no insertion scores as well as the utterance itself
+    for config in (RewriterConfig(**forced, insert_margin=0.0),
+                   RewriterConfig(rewrite_threshold=0.0, insert_threshold=1.0,
+                                  insert_margin=100.0)):
+        unchanged = Rewriter(rewriter.features, rewriter.network, config).rewrite(turns)
+        assert (unchanged.text, unchanged.changed) == ("thanks", False)
+
+
+@pytest.mark.parametrize("key, value", [("insert_threshold", 1.5), ("insert_threshold", -0.1),
+                                        ("insert_margin", -1.0), ("insert_margin", "0.3")])
+def test_insertion_settings_are_checked(key, value):
+    with pytest.raises(ValueError, match=key):
+        RewriterConfig(**{key: value})
+
+
 @pytest.mark.parametrize("value", [-0.5, float("nan"), "3", True])
 def test_eos_penalty_must_be_a_number_not_below_zero(value):
     with pytest.raises(ValueError, match="eos_penalty"):

@@ -1,5 +1,6 @@
 """Greedy and beam decoding, limiting how often an n-gram may recur."""
-from typing import Collection, List, NamedTuple, Sequence
+import math
+from typing import Callable, Collection, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -77,8 +78,14 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
 
 def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int,
                 max_len: int, no_repeat_ngram: int, max_ngram_count: int,
-                eos_penalty: float, doubled: Collection[int]) -> Hypothesis:
+                eos_penalty: float, doubled: Collection[int],
+                accept: Optional[Callable[[Hypothesis], bool]] = None,
+                floor: float = -math.inf) -> Optional[Hypothesis]:
     """Beam search over one encoded dialogue; returns the best finished hypothesis.
+
+    With `accept`, only the finished hypotheses it accepts count, and only those whose `score`
+    is at least `floor`: hypotheses that could not reach it within `max_len` words are dropped,
+    and None is returned when none is left.
 
     `eos_penalty` is taken from EOS's log-probability when hypotheses are ranked, so that longer
     rewrites can win; the returned `logps` keep the network's own values.
@@ -104,7 +111,12 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
             b, token = divmod(flat, width)
             hyp, value = beams[b], float(logp[b, token])
             if token == EOS_ID:
-                finished.append(hyp._replace(logps=hyp.logps + [float(eos[b])]))
+                hyp = hyp._replace(logps=hyp.logps + [float(eos[b])])
+                if accept is None or (hyp.score >= floor and accept(hyp)):
+                    finished.append(hyp)
+                continue
+            # the best score it could still reach: every later word, and EOS, certain
+            if (sum(hyp.logps) + value) / (max_len + 2) < floor:
                 continue
             candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [value],
                                          hyp.attention + [out.state.attn[b]],
@@ -117,5 +129,7 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
             break
         beams = candidates
         state = out.state.take(np.array(rows))
+    if accept is not None:
+        return max(finished, key=final) if finished else None
     # unfinished beams all have one length, so `final` ranks them as `score` does
     return max(finished or beams, key=final)
