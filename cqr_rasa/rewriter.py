@@ -57,18 +57,13 @@ class RewriterConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
-        if (not isinstance(self.eos_penalty, (int, float)) or isinstance(self.eos_penalty, bool)
-                or not self.eos_penalty >= 0):
-            raise ValueError(f"`eos_penalty` must be a number >= 0, got {self.eos_penalty!r}.")
-        if not 0.0 <= float(self.insert_threshold) <= 1.0:
-            raise ValueError(f"`insert_threshold` must be within [0, 1], "
-                             f"got {self.insert_threshold!r}.")
-        if (not isinstance(self.insert_margin, (int, float)) or isinstance(self.insert_margin, bool)
-                or not self.insert_margin >= 0):
-            raise ValueError(f"`insert_margin` must be a number >= 0, got {self.insert_margin!r}.")
-        if not 0.0 <= float(self.rewrite_threshold) <= 1.0:
-            raise ValueError(f"`rewrite_threshold` must be within [0, 1], "
-                             f"got {self.rewrite_threshold!r}.")
+        for name, high in (("eos_penalty", math.inf), ("insert_margin", math.inf),
+                           ("rewrite_threshold", 1.0), ("insert_threshold", 1.0)):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not 0 <= value <= high):
+                allowed = "a number >= 0" if high == math.inf else f"a number within [0, {high:g}]"
+                raise ValueError(f"`{name}` must be {allowed}, got {value!r}.")
 
     def decoding(self) -> Dict[str, float]:
         """The settings deciding whether and how a rewrite is decoded, as reports record them."""

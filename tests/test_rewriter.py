@@ -333,9 +333,11 @@ def test_an_utterance_written_back_unchanged_gets_a_search_for_an_insertion(rewr
         assert (unchanged.text, unchanged.changed) == ("thanks", False)
 
 
-@pytest.mark.parametrize("key, value", [("insert_threshold", 1.5), ("insert_threshold", -0.1),
-                                        ("insert_margin", -1.0), ("insert_margin", "0.3")])
-def test_insertion_settings_are_checked(key, value):
+@pytest.mark.parametrize("key, value", [
+    ("insert_threshold", 1.5), ("insert_threshold", -0.1), ("insert_threshold", "0.99"),
+    ("insert_margin", -1.0), ("insert_margin", "0.3"), ("rewrite_threshold", "0.5"),
+    ("rewrite_threshold", float("nan"))])
+def test_thresholds_and_margin_are_checked(key, value):
     with pytest.raises(ValueError, match=key):
         RewriterConfig(**{key: value})
 
