@@ -155,8 +155,6 @@ class Rewriter:
                     zip(hyp.ids, hyp.attention, hyp.copied)):
                 word, at = surface(token, attention, source, self.features, k == 0)
                 words.append(word)
-                # a word outside the generation vocabulary was copied whatever the switch said
-                copied = copied or token >= len(self.features.gen)
                 turns.append(None if at is None or not copied else source.turn_index[at])
                 # spaced as in the dialogue where two neighbours there are neighbours here
                 glued.append(source.glued[at] if at is not None and last is not None
@@ -186,7 +184,7 @@ class Rewriter:
             rest = iter(hyp.ids)
             if not all(any(i == b for i in rest) for b in own):  # `own` in order, words added
                 return False
-            return any((copied or i >= len(gen)) and i not in own and any(ch.isalnum() for ch in (
+            return any(copied and i not in own and any(ch.isalnum() for ch in (
                 gen.itos[i] if i < len(gen) else source.oov[i - len(gen)]))
                 for i, copied in zip(hyp.ids, hyp.copied))
 

@@ -19,7 +19,9 @@ class Hypothesis(NamedTuple):
     ids: List[int]
     logps: List[float]
     attention: List[np.ndarray]  # one (src_len,) row per output id
-    copied: List[bool]  # whether copying outweighed generation for that id
+    # whether that id was copied: the copy distribution outweighed generation, or the id is
+    # outside the generation vocabulary and so can only have come from the dialogue
+    copied: List[bool]
 
     @property
     def score(self) -> float:
@@ -59,7 +61,7 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
                                      doubled[b])] = NEG
         best = logp.argmax(1)
         chosen = logp[np.arange(size), best].tolist()
-        copied = out.copied.tolist()
+        copied = (out.copied | (best >= engine.gen_vocab)).tolist()
         for b, token in enumerate(best.tolist()):
             if done[b]:
                 continue
@@ -83,9 +85,9 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
                 floor: float = -math.inf) -> Optional[Hypothesis]:
     """Beam search over one encoded dialogue; returns the best finished hypothesis.
 
-    With `accept`, only the finished hypotheses it accepts count, and only those whose `score`
-    is at least `floor`: hypotheses that could not reach it within `max_len` words are dropped,
-    and None is returned when none is left.
+    Only finished hypotheses whose `score` reaches `floor` and that `accept` accepts (if given)
+    count; hypotheses that could not reach `floor` within `max_len` words are dropped. With
+    `accept`, None is returned when none finished.
 
     `eos_penalty` is taken from EOS's log-probability when hypotheses are ranked, so that longer
     rewrites can win; the returned `logps` keep the network's own values.
@@ -112,7 +114,7 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
             hyp, value = beams[b], float(logp[b, token])
             if token == EOS_ID:
                 hyp = hyp._replace(logps=hyp.logps + [float(eos[b])])
-                if accept is None or (hyp.score >= floor and accept(hyp)):
+                if hyp.score >= floor and (accept is None or accept(hyp)):
                     finished.append(hyp)
                 continue
             # the best score it could still reach: every later word, and EOS, certain
@@ -120,7 +122,8 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
                 continue
             candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [value],
                                          hyp.attention + [out.state.attn[b]],
-                                         hyp.copied + [bool(out.copied[b])]))
+                                         hyp.copied + [bool(out.copied[b])
+                                                       or token >= engine.gen_vocab]))
             rows.append(b)
             if len(candidates) == beam_size:
                 break
