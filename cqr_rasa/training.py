@@ -42,12 +42,18 @@ class TrainConfig:
     word_dim: int = 64
     attention: int = 32
     dropout: float = 0.25
+    # share of the decoder's previous-word inputs replaced by UNK in training: 0.1 against 0
+    # gave +0.1 to +3.7 greedy BLEU in 5-fold cross-validation on three fold splits of the CQR
+    # dev split (slot F1 -0.014 to +0.025; `online` protocol +0.7 and +1.1 BLEU on two)
+    word_dropout: float = 0.1
     gen_min_count: int = 3
     threads: int = 1  # torch intra-op threads while training
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("`epochs` and `batch_size` must be >= 1.")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(f"`word_dropout` must be in [0, 1), got {self.word_dropout}.")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"`validation_fraction` must be in [0, 1), "
                              f"got {self.validation_fraction}.")
@@ -109,7 +115,7 @@ def _train(examples: Sequence[Example], config: TrainConfig,
         total = 0.0
         for batch in _batches(features, _bucketed(items, config.batch_size, rng),
                               config.batch_size):
-            losses = network(batch)
+            losses = network(batch, config.word_dropout)
             loss = (losses.nll + config.coverage_weight * losses.coverage
                     + config.rewrite_weight * losses.rewrite)
             optimizer.zero_grad()

@@ -72,7 +72,7 @@ def training_examples():
 def train_config(epochs):
     return TrainConfig(epochs=epochs, batch_size=8, learning_rate=5e-3, seed=0,
                        validation_fraction=0.0, patience=epochs, swapped_copies=0,
-                       hidden=64, word_dim=32, dropout=0.0)
+                       hidden=64, word_dim=32, dropout=0.0, word_dropout=0.0)
 
 
 UNSEEN = dialogue("Moonglade", "Zorblax Quintet")
@@ -137,13 +137,20 @@ def test_leaves_a_complete_utterance_unchanged(rewriter):
 
 
 def test_training_is_deterministic():
-    first = train(training_examples(), train_config(2), progress=False)
-    second = train(training_examples(), train_config(2), progress=False)
+    config = dataclasses.replace(train_config(2), word_dropout=0.1)  # random draws included
+    first = train(training_examples(), config, progress=False)
+    second = train(training_examples(), config, progress=False)
     assert first.features.to_dict() == second.features.to_dict()
     a, b = first.network.state_dict(), second.network.state_dict()
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_word_dropout_must_be_a_share_below_one(value):
+    with pytest.raises(ValueError, match="word_dropout"):
+        TrainConfig(word_dropout=value)
 
 
 def test_the_moving_average_of_the_weights_is_what_training_keeps():

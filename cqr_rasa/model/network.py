@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cqr_rasa.features import BIO_IDS, BOS_ID, EOS_ID, MAX_DISTANCE, PAD_ID, ROLE_NAMES, SPEAKER_IDS, Batch
+from cqr_rasa.features import (BIO_IDS, BOS_ID, EOS_ID, MAX_DISTANCE, PAD_ID, ROLE_NAMES,
+                               SPEAKER_IDS, UNK_ID, Batch)
 
 NEG = -1e4  # log-probability of an impossible choice: finite, so gradients never become NaN
 
@@ -156,8 +157,13 @@ class PointerGenerator(nn.Module):
         return (F.logsigmoid(switch), F.logsigmoid(-switch),
                 F.log_softmax(self.out(features), dim=-1))
 
-    def forward(self, batch: Batch) -> "Losses":
-        """Teacher-forced losses: negative log-likelihood, coverage and the rewrite decision."""
+    def forward(self, batch: Batch, word_dropout: float = 0.0) -> "Losses":
+        """Teacher-forced losses: negative log-likelihood, coverage and the rewrite decision.
+
+        In training mode, `word_dropout` is the share of the previous words fed to the decoder
+        (after the first step) that are replaced by UNK, which also empties their selective
+        read: the decoder learns not to lean on its last word alone, which at run time may be a
+        wrong one."""
         assert batch.targets is not None and batch.needs_rewrite is not None
         encoded = self.encode(batch)
         projected = self.attn_states(encoded.states)
@@ -167,7 +173,10 @@ class PointerGenerator(nn.Module):
         embs, hs, contexts, attn_logps, coverage = [], [], [], [], []
         for t in range(targets.size(1)):
             old_coverage = state.coverage
-            emb, state, attn_logp = self._recur(encoded, projected, state, prev[:, t])
+            prev_t = prev[:, t]
+            if self.training and word_dropout > 0 and t > 0:
+                prev_t = prev_t.masked_fill(torch.rand(len(prev_t)) < word_dropout, UNK_ID)
+            emb, state, attn_logp = self._recur(encoded, projected, state, prev_t)
             coverage.append(torch.minimum(attn_logp.exp(), old_coverage).sum(-1))
             embs.append(emb)
             hs.append(state.h)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cqr_rasa.features import BOS_ID, PAD_ID, make_batch
+from cqr_rasa.features import BOS_ID, PAD_ID, UNK_ID, make_batch
 from cqr_rasa.model.network import extended_logp, target_logp
 
 GRID_LENGTHS = {"one": [7], "three_padded": [9, 4, 6]}
@@ -29,8 +29,9 @@ def first_step(model, batch, prev=None):
     return encoded, projected, model.step(encoded, projected, state, prev)
 
 
-def teacher_forced_steps(model, batch):
-    """Runs `step` along the targets; yields each step's output."""
+def teacher_forced_steps(model, batch, inputs=None):
+    """Runs `step` along the targets (or feeding `inputs` after the first step, one id per
+    step); yields each step's output."""
     encoded = model.encode(batch)
     projected = model.attn_states(encoded.states)
     state = model.initial_state(encoded)
@@ -38,7 +39,8 @@ def teacher_forced_steps(model, batch):
     for t in range(batch.targets.size(1)):
         step = model.step(encoded, projected, state, prev)
         yield t, step, state
-        state, prev = step.state, batch.targets[:, t]
+        state = step.state
+        prev = batch.targets[:, t] if inputs is None else torch.full_like(prev, inputs[t])
 
 
 @grid
@@ -219,3 +221,23 @@ def test_nll_ignores_padding_after_eos(case, network):
         for other in (longer,):
             torch.testing.assert_close(model(other).nll, base.nll)
         assert not torch.allclose(model(shorter).nll, base.nll)
+
+
+def test_word_dropout_feeds_the_decoder_unk_in_training_only(case, network):
+    """Dropping every previous word is teacher forcing with UNK after BOS; outside training mode
+    the setting does nothing."""
+    _, batch = case([9, 4, 6], target_lengths=[4, 3, 5])
+    model = network(8, dropout=0.0)
+    gen = model.config.gen_vocab
+    mask = (batch.targets != PAD_ID).float()
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model(batch, word_dropout=1.0).nll, model(batch).nll)
+        nll = torch.zeros(())
+        for t, step, _ in teacher_forced_steps(model, batch, [UNK_ID] * batch.targets.size(1)):
+            logp = extended_logp(step, batch.ext_ids, gen, batch.max_oov)
+            nll -= (logp.gather(1, batch.targets[:, t:t + 1]).squeeze(1) * mask[:, t]).sum()
+        model.train()
+        dropped = model(batch, word_dropout=1.0).nll
+        assert not torch.allclose(dropped, model(batch).nll)
+    torch.testing.assert_close(dropped, nll / mask.sum(), atol=1e-4, rtol=1e-4)
