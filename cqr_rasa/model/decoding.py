@@ -19,13 +19,18 @@ class Hypothesis(NamedTuple):
     ids: List[int]
     logps: List[float]
     attention: List[np.ndarray]  # one (src_len,) row per output id
-    # whether that id was copied: the copy distribution outweighed generation, or the id is
-    # outside the generation vocabulary and so can only have come from the dialogue
-    copied: List[bool]
+    copied: List[bool]  # whether that id was copied (see `_copied`)
 
     @property
     def score(self) -> float:
         return sum(self.logps) / (len(self.logps) + 1)
+
+
+def _copied(switch_copied, ids, gen_vocab: int):
+    """Whether output ids were copied: the copy distribution outweighed generation (the step's
+    switch), or the id is outside the generation vocabulary and so can only have come from the
+    dialogue. Works on arrays and on single values alike."""
+    return switch_copied | (ids >= gen_vocab)
 
 
 def _blocked(ids: Sequence[int], n: int, limit: int,
@@ -61,7 +66,7 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
                                      doubled[b])] = NEG
         best = logp.argmax(1)
         chosen = logp[np.arange(size), best].tolist()
-        copied = (out.copied | (best >= engine.gen_vocab)).tolist()
+        copied = _copied(out.copied, best, engine.gen_vocab).tolist()
         for b, token in enumerate(best.tolist()):
             if done[b]:
                 continue
@@ -122,8 +127,8 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
                 continue
             candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [value],
                                          hyp.attention + [out.state.attn[b]],
-                                         hyp.copied + [bool(out.copied[b])
-                                                       or token >= engine.gen_vocab]))
+                                         hyp.copied + [bool(_copied(out.copied[b], token,
+                                                                    engine.gen_vocab))]))
             rows.append(b)
             if len(candidates) == beam_size:
                 break
