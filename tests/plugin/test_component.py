@@ -144,6 +144,22 @@ def test_the_rerun_parses_as_the_bot_does(agent, example_model, tmp_path):
             [(e["entity"], e["value"]) for e in bot["entities"]]
 
 
+def test_the_rerun_calls_the_runners_own_nlu_nodes(agent, example_model, tmp_path):
+    """Loaded by Rasa, the re-run shares the nodes of the first parse (no second copy of the
+    NLU's weights); loaded on its own, outside a runner, the component builds its own."""
+    nodes = agent.processor.graph_runner._instantiated_nodes
+    names = list(nodes)  # the predict schema's order: the NLU, then the rewriter
+    rewriter = next(name for name in names
+                    if isinstance(nodes[name]._component, ContextualQueryRewriter))
+    steps = nodes[rewriter]._component._upstream._steps
+    assert nodes[rewriter]._component._upstream.shared
+    assert [name for name, _, _ in steps] == names[:names.index(rewriter)]
+    assert all(node is nodes[name] for name, node, _ in steps)
+    alone = _loaded_component(example_model, tmp_path)._upstream
+    assert not alone.shared
+    assert not any(node is nodes.get(name) for name, node, _ in alone._steps)
+
+
 def test_errors_inside_the_rewrite_keep_the_message(example_model, tmp_path, caplog):
     component = _loaded_component(example_model, tmp_path)
 
