@@ -45,13 +45,13 @@ class UpstreamNLU:
         if target is None or target not in schema.nodes:
             return None
         sub_schema = schema.minimal_graph_schema([target])
-        context = ExecutionContext(sub_schema, execution_context.model_id,
-                                   execution_context.should_add_diagnostic_data,
-                                   execution_context.is_finetuning)
         order = _dependency_order(sub_schema)
         nodes = _runner_nodes(model_storage, sub_schema)
         shared = len(nodes) == len(order)
         if not shared:
+            context = ExecutionContext(sub_schema, execution_context.model_id,
+                                       execution_context.should_add_diagnostic_data,
+                                       execution_context.is_finetuning)
             nodes = {name: GraphNode.from_schema_node(name, sub_schema.nodes[name], model_storage,
                                                       context) for name in order}
         logger.debug("Re-run nodes for %s (%s): %s", node_name,
