@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="directory to save the rewriter")
     train.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 50)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch threads (default 2; use 1 when other work shares the cores)")
     train.add_argument("--protocol", choices=PROTOCOLS, default="full",
                        help="context protocol for CQR JSON files (default full)")
 
@@ -59,7 +61,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "train":
             from cqr_rasa.commands import train_command
 
-            train_command(args.data, args.out, args.epochs, args.seed, args.protocol)
+            train_command(args.data, args.out, args.epochs, args.seed, args.protocol,
+                          args.threads)
         elif args.command == "evaluate":
             from cqr_rasa.commands import evaluate_command
 

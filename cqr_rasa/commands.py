@@ -19,13 +19,16 @@ def load_all(paths: Sequence[Path], protocol: str = "full") -> List[Example]:
 
 
 def train_command(data: Sequence[Path], out: Path, epochs: Optional[int] = None,
-                  seed: Optional[int] = None, protocol: str = "full") -> Rewriter:
+                  seed: Optional[int] = None, protocol: str = "full",
+                  threads: Optional[int] = None) -> Rewriter:
     examples = load_all(data, protocol)
     config = TrainConfig()
     if epochs is not None:
         config.epochs = epochs
     if seed is not None:
         config.seed = seed
+    if threads is not None:
+        config.threads = threads
     config.__post_init__()
     started = time.perf_counter()
     rewriter = train(examples, config)
