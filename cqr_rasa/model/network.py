@@ -223,18 +223,17 @@ class PointerGenerator(nn.Module):
             prev = prev.masked_fill(dropped, UNK_ID)
         embs, word_gates = self._embed(prev)
         weights = self._recurrent_weights()
-        # shape: (batch, tgt_len, src_len): where each step's previous word is in the source
-        hits = _hits(encoded, prev).unbind(1)
+        # shape: (batch, tgt_len, src_len): where each step's next input word is in the source
+        # (nothing after the last step: PAD is never a source word)
+        hits = _hits(encoded, torch.cat([prev[:, 1:], torch.full_like(prev[:, :1], PAD_ID)],
+                                        dim=1)).unbind(1)
         selective = state.context  # zero: nothing was read before the first step
         hs, contexts, attn_logps, coverages = [], [], [], []
-        for t, gates_t in enumerate(word_gates.unbind(1)):
+        for gates_t, next_hits in zip(word_gates.unbind(1), hits):
             h, c, attn_logp = self._recur(encoded, projected, state, gates_t, selective, weights)
             attn = attn_logp.exp()
-            if t + 1 < len(hits):
-                context, selective = torch.bmm(torch.stack([attn, attn * hits[t + 1]], dim=1),
-                                               encoded.states).unbind(1)
-            else:
-                context = _read(attn, encoded.states)
+            context, selective = torch.bmm(torch.stack([attn, attn * next_hits], dim=1),
+                                           encoded.states).unbind(1)
             coverages.append(state.coverage)
             state = DecoderState(h, c, context, state.coverage + attn, attn)
             hs.append(h)

@@ -61,7 +61,7 @@ class ComponentConfig:
     # Beam search only: taken from the end-of-rewrite token's log-probability when rewrites are
     # ranked, so that longer ones can win (3.0 was best on the CQR data with beam_size 4).
     eos_penalty: float = 0.0
-    # Most training epochs: training stops after 5 without improvement on a 10% held-out split
+    # Most training epochs: training stops after 10 without improvement on a 10% held-out split
     # (300+ examples) or else on the training loss.
     epochs: int = 40
     # Entity-swapped copies of each rewrite example per training epoch, with values drawn from
@@ -71,6 +71,9 @@ class ComponentConfig:
     skip_intents: List[str] = field(default_factory=list)
     # Seed for training and augmentation.
     random_seed: int = 42
+    # PyTorch threads for training the rewriter (at most the machine's cores); 1 when other
+    # busy work shares a small machine, where threads wait on each other.
+    training_threads: int = 2
 
     @classmethod
     def from_dict(cls, config: Dict[Text, Any]) -> "ComponentConfig":
@@ -83,7 +86,7 @@ class ComponentConfig:
                 f"Fix it in config.yml under `- name: {NAME}`.")
 
         for key, low in (("max_history_turns", 1), ("beam_size", 1), ("epochs", 1),
-                         ("synthetic_examples", 0)):
+                         ("synthetic_examples", 0), ("training_threads", 1)):
             if not isinstance(values[key], int) or isinstance(values[key], bool) \
                     or values[key] < low:
                 fail(key, f"an integer >= {low}")
@@ -147,12 +150,9 @@ class ContextualQueryRewriter(GraphComponent):
         train_config = TrainConfig(epochs=self.config.epochs, seed=self.config.random_seed,
                                    swapped_copies=self.config.synthetic_examples,
                                    validation_fraction=0.1 if len(examples) >= 300 else 0.0,
-                                   # what the example bot was tuned with (the CLI's 10 was
-                                   # chosen on CQR validation splits, not on a bot's data)
-                                   patience=5,
-                                   # chosen on the CQR data too; on the example bot's 103
-                                   # scripted turns 0.1 got 102 right and 0 all of them
-                                   word_dropout=0.0)
+                                   # word dropout was chosen on the CQR data; on the example
+                                   # bot's 103 scripted turns 0.1 got 102 right and 0 all of them
+                                   word_dropout=0.0, threads=self.config.training_threads)
         self._rewriter = train(examples, train_config,
                                RewriterConfig(**self.config.rewriter_settings()),
                                initial=self._pretrained(), extra_values=nlu_values)

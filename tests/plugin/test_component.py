@@ -213,7 +213,7 @@ def test_beam_search_with_eos_penalty_from_the_config(example_model, tmp_path):
 def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
     """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
     loaded = _loaded_component(example_model, tmp_path)
-    config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1,
+    config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1, "training_threads": 1,
               "rewrites_file": str(example_bot_dir / "data" / "rewrites.yml")}
     (tmp_path / "fresh").mkdir()
     storage = LocalModelStorage.create(tmp_path / "fresh")
@@ -237,6 +237,8 @@ def test_bad_config_and_missing_rewrites_file_fail_clearly(tmp_path, monkeypatch
     for bad in (-1.0, True, "3"):
         with pytest.raises(InvalidConfigException, match="`eos_penalty` is .*a number >= 0"):
             ComponentConfig.from_dict({"eos_penalty": bad})
+    with pytest.raises(InvalidConfigException, match="`training_threads` is 0; .*integer >= 1"):
+        ComponentConfig.from_dict({"training_threads": 0})
     monkeypatch.chdir(tmp_path)
     component = ContextualQueryRewriter.create(
         ContextualQueryRewriter.get_default_config(), LocalModelStorage.create(tmp_path / "s"),
