@@ -12,11 +12,13 @@ from rasa.shared.core.events import UserUttered
 
 pytestmark = pytest.mark.slow
 
-CONVERSATIONS = Path(__file__).resolve().parents[1] / "example_bot" / "tests" / "conversations.yml"
+SCRIPTS = Path(__file__).resolve().parents[1] / "example_bot" / "tests"
+CONVERSATIONS = SCRIPTS / "conversations.yml"
+LONG_CONVERSATIONS = SCRIPTS / "long_conversations.yml"
 
 
-def load_conversations() -> List[Dict]:
-    data = yaml.safe_load(CONVERSATIONS.read_text(encoding="utf-8"))
+def load_conversations(path: Path = CONVERSATIONS) -> List[Dict]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data["conversations"]
 
 
@@ -34,18 +36,22 @@ def turn_errors(expected: Dict, parse: Dict) -> List[str]:
     return errors
 
 
-def run_conversations(agent: Agent) -> Tuple[int, int, List[str]]:
-    """Plays every conversation; returns (turns right, turns, failure descriptions)."""
+def run_conversations(agent: Agent, long: bool = False) -> Tuple[int, int, List[str]]:
+    """Plays every conversation of conversations.yml (or long_conversations.yml, where only the
+    last turn is checked); returns (turns right, turns checked, failure descriptions)."""
     right, total, failures = 0, 0, []
 
     async def play(conversation: Dict) -> None:
         nonlocal right, total
         sender = uuid.uuid4().hex
-        for turn in conversation["turns"]:
+        turns = ([{"user": text} for text in conversation["turns"][:-1]]
+                 + [{"user": conversation["turns"][-1], **conversation["last"]}] if long
+                 else conversation["turns"])
+        for turn in turns:
             await agent.handle_text(turn["user"], sender_id=sender)
         tracker = await agent.tracker_store.retrieve(sender)
         parses = [e.parse_data for e in tracker.events if isinstance(e, UserUttered)]
-        for turn, parse in zip(conversation["turns"], parses):
+        for turn, parse in list(zip(turns, parses))[-1:] if long else zip(turns, parses):
             total += 1
             errors = turn_errors(turn, parse)
             if errors:
@@ -57,47 +63,67 @@ def run_conversations(agent: Agent) -> Tuple[int, int, List[str]]:
 
     loop = asyncio.new_event_loop()
     try:
-        for conversation in load_conversations():
+        for conversation in load_conversations(LONG_CONVERSATIONS if long else CONVERSATIONS):
             loop.run_until_complete(play(conversation))
     finally:
         loop.close()
     return right, total, failures
 
 
-def test_conversation_file_is_well_formed():
+def test_conversation_files_are_well_formed():
     conversations = load_conversations()
     assert len(conversations) >= 30
-    names = [c["name"] for c in conversations]
+    long = load_conversations(LONG_CONVERSATIONS)
+    names = [c["name"] for c in conversations + long]
     assert len(set(names)) == len(names)
     for conversation in conversations:
         assert conversation["turns"], conversation["name"]
         for turn in conversation["turns"]:
             assert isinstance(turn["user"], str) and isinstance(turn["intent"], str)
+    for conversation in long:
+        assert len(conversation["turns"]) >= 4, conversation["name"]
+        assert all(isinstance(text, str) for text in conversation["turns"]), conversation["name"]
+        assert set(conversation["last"]) == {"intent", "entities"}, conversation["name"]
 
 
 @pytest.fixture(scope="module")
 def scores(example_model, example_model_without_rewriter, pytestconfig):
-    with_rewriter = run_conversations(Agent.load(str(example_model)))
-    without = run_conversations(Agent.load(str(example_model_without_rewriter)))
+    """{"scripted" | "long": ((right, checked, failures) with the rewriter, the same without)}"""
+    agents = [Agent.load(str(example_model)), Agent.load(str(example_model_without_rewriter))]
+    results = {name: tuple(run_conversations(agent, long=name == "long") for agent in agents)
+               for name in ("scripted", "long")}
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():  # the figures belong in the test log
-        print(f"\nexample bot conversations: {with_rewriter[0]}/{with_rewriter[1]} turns right "
-              f"with the rewriter, {without[0]}/{without[1]} without it; wrong with it:\n  "
-              + "\n  ".join(with_rewriter[2]))
-    return with_rewriter, without
+        for name, what in (("scripted", "turns"), ("long", "last turns of long conversations")):
+            (right, total, failures), (plain_right, _, _) = results[name]
+            print(f"\nexample bot, {what}: {right}/{total} right with the rewriter, "
+                  f"{plain_right}/{total} without it; wrong with it:\n  " + "\n  ".join(failures))
+    return results
 
 
 # Every scripted turn must come out right. Training is seeded (DIET, TED, the rewriter) and gave
 # the same turns from one run to the next; a miss is a regression to look at (it is printed).
 MIN_ABLATION_GAP = 0.2
+# The long conversations are harder than anything in data/rewrites.yml: 8 of 16 came out right
+# with the component's random_seed 42 and 6 with 7 on 2026-11-29, against 1 without the rewriter.
+# Fewer than 5 is a regression (a trial that gave the rewriter longer dialogues made of two
+# rewrite examples got 4).
+MIN_LONG_RIGHT = 5
 
 
 def test_scripted_turns_are_right_with_the_rewriter(scores):
-    (right, total, failures), _ = scores
+    right, total, failures = scores["scripted"][0]
     assert right == total, f"{right}/{total} turns right; failures:\n" + "\n".join(failures)
 
 
 def test_without_the_rewriter_the_bot_is_clearly_worse(scores):
-    (right, total, _), (plain_right, plain_total, _) = scores
+    (right, total, _), (plain_right, plain_total, _) = scores["scripted"]
     assert total == plain_total
     assert plain_right <= right - MIN_ABLATION_GAP * total
+
+
+def test_long_mixed_domain_conversations(scores):
+    (right, total, failures), (plain_right, _, _) = scores["long"]
+    assert right >= MIN_LONG_RIGHT and right > plain_right, (
+        f"{right}/{total} last turns right ({plain_right} without the rewriter); failures:\n"
+        + "\n".join(failures))
