@@ -213,7 +213,8 @@ def test_beam_search_with_eos_penalty_from_the_config(example_model, tmp_path):
 def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
     """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
     loaded = _loaded_component(example_model, tmp_path)
-    config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1, "training_threads": 1,
+    config = {**loaded.config.__dict__, "epochs": 2, "synthetic_examples": 1,
+              "training_threads": 1,
               "rewrites_file": str(example_bot_dir / "data" / "rewrites.yml")}
     (tmp_path / "fresh").mkdir()
     storage = LocalModelStorage.create(tmp_path / "fresh")
