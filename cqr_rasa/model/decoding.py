@@ -1,6 +1,6 @@
 """Greedy and beam decoding, limiting how often an n-gram may recur."""
 import math
-from typing import Callable, Collection, List, NamedTuple, Optional, Sequence
+from typing import Callable, Collection, Iterable, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -43,10 +43,19 @@ def _blocked(ids: Sequence[int], n: int, limit: int,
         repeat = []
     if n <= 0 or len(ids) < n - 1:
         return list(repeat)
-    prefix = tuple(ids[len(ids) - n + 1:]) if n > 1 else ()
-    follows = [ids[i + n - 1] for i in range(len(ids) - n + 1)
-               if tuple(ids[i:i + n - 1]) == prefix]
+    start = len(ids) - n + 1  # where the last n - 1 ids, the prefix, begin
+    prefix = ids[start:]
+    # the prefix's last id compared first: most positions differ there
+    follows = [ids[i + n - 1] for i in range(start)
+               if (n == 1 or ids[i + n - 2] == prefix[-1]) and ids[i:i + n - 1] == prefix]
     return list(repeat) + [t for t in set(follows) if follows.count(t) >= limit]
+
+
+def _ban(row: np.ndarray, ids: Iterable[int]) -> None:
+    """Makes `ids` impossible in one row of log-probabilities (a few scalar writes cost less than
+    one fancy-indexed write)."""
+    for i in ids:
+        row[i] = NEG
 
 
 def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
@@ -55,18 +64,18 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
     """Decodes a whole encoded batch greedily; `doubled` holds, per row, the ids its dialogue
     writes twice in a row."""
     size = len(state.h)
-    prev = np.full(size, BOS_ID)
+    prev, rows = np.full(size, BOS_ID), np.arange(size)
     hyps = [Hypothesis([], [], [], []) for _ in range(size)]
     done = [False] * size
     for _ in range(max_len):
         out = engine.step(prepared, state, prev)
         logp = out.logp
         for b in range(size):
-            logp[b, NEVER + _blocked(hyps[b].ids, no_repeat_ngram, max_ngram_count,
-                                     doubled[b])] = NEG
+            if not done[b]:
+                _ban(logp[b], NEVER + _blocked(hyps[b].ids, no_repeat_ngram, max_ngram_count,
+                                               doubled[b]))
         best = logp.argmax(1)
-        chosen = logp[np.arange(size), best].tolist()
-        copied = _copied(out.copied, best, engine.gen_vocab).tolist()
+        chosen, switch_copied = logp[rows, best].tolist(), out.copied.tolist()
         for b, token in enumerate(best.tolist()):
             if done[b]:
                 continue
@@ -76,7 +85,7 @@ def greedy(engine: Engine, prepared: Prepared, state: State, max_len: int,
                 continue
             hyps[b].ids.append(token)
             hyps[b].attention.append(out.state.attn[b])
-            hyps[b].copied.append(copied[b])
+            hyps[b].copied.append(_copied(switch_copied[b], token, engine.gen_vocab))
         if all(done):
             break
         state, prev = out.state, best
@@ -108,7 +117,7 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
         out = engine.step(prepared, state, prev)
         logp = out.logp
         for b, hyp in enumerate(beams):
-            logp[b, NEVER + _blocked(hyp.ids, no_repeat_ngram, max_ngram_count, doubled)] = NEG
+            _ban(logp[b], NEVER + _blocked(hyp.ids, no_repeat_ngram, max_ngram_count, doubled))
         eos = logp[:, EOS_ID].copy()
         logp[:, EOS_ID] -= eos_penalty
         totals = (logp + np.array([[sum(h.logps)] for h in beams])).ravel()

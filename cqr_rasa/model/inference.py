@@ -17,7 +17,7 @@ encoder's BiLSTM over a long dialogue is left to PyTorch, one call over the whol
 The outputs match the PyTorch network to float32 rounding; tests hold the two together. PyTorch
 remains what trains the network.
 """
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,12 +43,12 @@ class Prepared(NamedTuple):
 
     states: np.ndarray  # (batch, src_len, 2*hidden)
     projected: np.ndarray  # (batch, src_len, attention), the query's bias added
-    valid: np.ndarray  # (batch, src_len) bool
     ext_ids: np.ndarray  # (batch, src_len) int64
-    scatter: np.ndarray  # (batch, src_len, gen_vocab + max_oov): one-hot of each word's ext id
+    padding: Optional[np.ndarray]  # (batch, src_len): -inf on padding, 0 elsewhere; None if none
+    width: int  # size of the extended vocabulary: gen_vocab + the batch's max_oov
 
     def take(self, rows: np.ndarray) -> "Prepared":
-        return Prepared(*(a[rows] for a in self))
+        return Prepared(*(a[rows] if isinstance(a, np.ndarray) else a for a in self))
 
 
 class State(NamedTuple):
@@ -140,6 +140,11 @@ class Engine:
         # as UNK: looked up with mode="clip", every such id lands there
         self.gate_table = np.concatenate([gate_table, gate_table[UNK_ID:UNK_ID + 1]])
         self.switch_table = np.append(switch_table, switch_table[UNK_ID])
+        # tanh bounds the attention scores by sum |v| and the output logits by a column's
+        # sum |w| + |b|: while those stay below 80, exp neither overflows nor underflows to zero
+        # in float32, and the softmaxes need no shift by their maximum
+        self.shift_scores = bool(np.abs(self.v).sum() >= 80)
+        self.shift_logits = bool((np.abs(self.w_vocab).sum(0) + np.abs(self.b_vocab)).max() >= 80)
 
     def encode(self, sources: Sequence[Source]) -> Tuple[Encoding, List[float]]:
         """Encodes dialogues; returns the encoding and P(rewrite needed) for each."""
@@ -191,13 +196,13 @@ class Engine:
     def prepare(self, encoding: Encoding) -> Tuple[Prepared, State]:
         """What decoding reads and the decoder's first state; only for dialogues being decoded
         (most turns need no rewrite and stop at the encoding)."""
-        states, valid, ext_ids, h = encoding.states, encoding.valid, encoding.ext_ids, self.hidden
-        scatter = np.zeros(valid.shape + (self.gen_vocab + encoding.max_oov,), dtype=np.float32)
-        np.put_along_axis(scatter, ext_ids[..., None], 1.0, axis=-1)
+        states, valid, h = encoding.states, encoding.valid, self.hidden
+        padding = None if valid.all() else np.where(valid, np.float32(0.0), np.float32(-np.inf))
         init = np.tanh(encoding.pooled @ self.w_bridge + self.b_bridge)
         zeros = np.zeros(valid.shape, dtype=np.float32)
         context = np.zeros((len(states), 2 * h), dtype=np.float32)
-        return (Prepared(states, states @ self.w_states + self.b_query, valid, ext_ids, scatter),
+        return (Prepared(states, states @ self.w_states + self.b_query, encoding.ext_ids, padding,
+                         self.gen_vocab + encoding.max_oov),
                 State(init[:, :h], init[:, h:], context, zeros, zeros))
 
     def step(self, prepared: Prepared, state: State, prev: np.ndarray) -> Output:
@@ -214,9 +219,10 @@ class Engine:
         h, c = _lstm(gates, state.c, hidden)
         energy = p.projected + _product(h, self.w_query)[:, None, :]
         energy += state.coverage[:, :, None] * self.w_coverage
-        scores = np.where(p.valid, np.tanh(energy, out=energy) @ self.v, -np.inf)
-        attn = np.exp(scores - scores.max(axis=1, keepdims=True))
-        attn /= attn.sum(axis=1, keepdims=True)
+        scores = np.tanh(energy, out=energy) @ self.v
+        if p.padding is not None:
+            scores += p.padding
+        attn = _softmax(scores, self.shift_scores)
         context = np.matmul(attn[:, None, :], p.states)[:, 0]
         # shape: (batch, hidden + 1): the output's hidden layer and the switch's logit
         joint = _product(np.concatenate([h, context], axis=1), self.w_features)
@@ -224,12 +230,16 @@ class Engine:
         switch = joint[:, hidden] + self.switch_table.take(prev, mode="clip")
         logits = _product(np.tanh(joint[:, :hidden]), self.w_vocab)
         logits += self.b_vocab
-        vocab = np.exp(logits - logits.max(axis=1, keepdims=True))
+        vocab = _softmax(logits, self.shift_logits)
         p_gen = 1.0 / (1.0 + np.exp(-switch))
-        # mixed in probability space: the copy mass summed per extended id, plus the generation
-        # mass on the vocabulary's ids (the softmax's normalization folded into p_gen)
-        mixed = np.matmul((attn * (1.0 - p_gen)[:, None])[:, None, :], p.scatter)[:, 0]
-        mixed[:, :self.gen_vocab] += (p_gen / vocab.sum(axis=1))[:, None] * vocab
+        # mixed in probability space: the copy mass summed per extended id (one count over the
+        # whole batch, each row's ids offset by the row), plus the generation mass on the
+        # vocabulary's ids
+        rows = len(prev)
+        ids = p.ext_ids + np.arange(0, rows * p.width, p.width)[:, None]
+        mixed = np.bincount(ids.ravel(), (attn * (1.0 - p_gen)[:, None]).ravel(),
+                            rows * p.width).reshape(rows, p.width)
+        mixed[:, :self.gen_vocab] += p_gen[:, None] * vocab
         # an impossible id gets log(tiny) = -87, still above the NEG that decoding bans ids with
         return Output(np.log(np.maximum(mixed, _TINY, out=mixed), out=mixed), switch < 0,
                       State(h, c, context, attn, state.coverage + attn))
@@ -243,6 +253,13 @@ def _product(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if len(rows) == 1 or len(rows) >= 16:
         return rows @ weights
     return np.matmul(rows[:, None, :], weights)[:, 0]
+
+
+def _softmax(x: np.ndarray, shift: bool) -> np.ndarray:
+    """Softmax over the last axis; `shift` subtracts the maximum first (unbounded inputs)."""
+    e = np.exp(x - x.max(axis=1, keepdims=True) if shift else x)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
 
 
 def _lstm(gates: np.ndarray, cell: np.ndarray, hidden: int) -> Tuple[np.ndarray, np.ndarray]:

@@ -40,23 +40,30 @@ def test_engine_encodes_as_the_network_does(case, network, lengths, hidden, pyto
     encoding, p_rewrite = engine.encode(sources)
     prepared, state = engine.prepare(encoding)
     np.testing.assert_allclose(prepared.states, encoded.states.numpy(), atol=2e-6, rtol=1e-5)
-    np.testing.assert_array_equal(prepared.valid, encoded.mask.numpy())
     np.testing.assert_array_equal(prepared.ext_ids, encoded.ext_ids.numpy())
     np.testing.assert_allclose(state.h, encoded.init[0].numpy(), atol=2e-6, rtol=1e-5)
     np.testing.assert_allclose(state.c, encoded.init[1].numpy(), atol=2e-6, rtol=1e-5)
     np.testing.assert_allclose(p_rewrite, torch.sigmoid(encoded.rewrite_logit).numpy(),
                                atol=1e-6, rtol=1e-5)
-    assert prepared.scatter.shape == (len(lengths), max(lengths), model.config.gen_vocab
-                                      + batch.max_oov)
-    np.testing.assert_array_equal(prepared.scatter.argmax(-1), prepared.ext_ids)
+    assert prepared.width == model.config.gen_vocab + batch.max_oov
+    if encoded.mask.all():
+        assert prepared.padding is None
+    else:
+        np.testing.assert_array_equal(prepared.padding == 0, encoded.mask.numpy())
+        assert np.isneginf(prepared.padding[~encoded.mask.numpy()]).all()
 
 
 @grid
-def test_engine_step_matches_the_network_step(case, network, lengths, hidden):
-    """Teacher-forced along targets that copy OOV words: every step, every row, padding too."""
+@pytest.mark.parametrize("shift", [False, True], ids=["bounded", "shifted"])
+def test_engine_step_matches_the_network_step(case, network, lengths, hidden, shift):
+    """Teacher-forced along targets that copy OOV words: every step, every row, padding too.
+    Both ways of taking the softmaxes: unshifted where tanh bounds their inputs (as here), shifted
+    by the maximum where it does not."""
     sources, batch = case(lengths, target_lengths=[5] * len(lengths))
     model = network(hidden, seed=3).eval()
     engine = Engine(model)
+    assert not engine.shift_scores and not engine.shift_logits
+    engine.shift_scores = engine.shift_logits = shift
     gen = model.config.gen_vocab
     with torch.no_grad():
         prepared, state = engine.prepare(engine.encode(sources)[0])
