@@ -26,11 +26,11 @@ class Hypothesis(NamedTuple):
         return sum(self.logps) / (len(self.logps) + 1)
 
 
-def _copied(switch_copied, ids, gen_vocab: int):
-    """Whether output ids were copied: the copy distribution outweighed generation (the step's
+def _copied(switch_copied: bool, token: int, gen_vocab: int) -> bool:
+    """Whether an output id was copied: the copy distribution outweighed generation (the step's
     switch), or the id is outside the generation vocabulary and so can only have come from the
-    dialogue. Works on arrays and on single values alike."""
-    return switch_copied | (ids >= gen_vocab)
+    dialogue."""
+    return bool(switch_copied) or token >= gen_vocab
 
 
 def _blocked(ids: Sequence[int], n: int, limit: int,
@@ -45,9 +45,7 @@ def _blocked(ids: Sequence[int], n: int, limit: int,
         return list(repeat)
     start = len(ids) - n + 1  # where the last n - 1 ids, the prefix, begin
     prefix = ids[start:]
-    # the prefix's last id compared first: most positions differ there
-    follows = [ids[i + n - 1] for i in range(start)
-               if (n == 1 or ids[i + n - 2] == prefix[-1]) and ids[i:i + n - 1] == prefix]
+    follows = [ids[i + n - 1] for i in range(start) if ids[i:i + n - 1] == prefix]
     return list(repeat) + [t for t in set(follows) if follows.count(t) >= limit]
 
 
@@ -136,8 +134,8 @@ def beam_search(engine: Engine, prepared: Prepared, state: State, beam_size: int
                 continue
             candidates.append(Hypothesis(hyp.ids + [token], hyp.logps + [value],
                                          hyp.attention + [out.state.attn[b]],
-                                         hyp.copied + [bool(_copied(out.copied[b], token,
-                                                                    engine.gen_vocab))]))
+                                         hyp.copied + [_copied(out.copied[b], token,
+                                                               engine.gen_vocab)]))
             rows.append(b)
             if len(candidates) == beam_size:
                 break
