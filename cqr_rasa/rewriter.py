@@ -15,7 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cqr_rasa.dialogue import Rewrite, Turn
-from cqr_rasa.features import FeatureSpace, Source, clean_text, detokenize
+from cqr_rasa.features import (NO_LABEL, PAD_ID, UNK_ID, FeatureSpace, Source, clean_text,
+                               detokenize)
 from cqr_rasa.model import Engine, Hypothesis, NetworkConfig, PointerGenerator, beam_search, greedy
 from cqr_rasa.model.inference import Prepared, State
 
@@ -84,15 +85,24 @@ class Rewriter:
         self.engine = Engine(self.network)
         self.config = config or RewriterConfig()
 
-    def rewrite(self, turns: Sequence[Turn]) -> Rewrite:
-        """Rewrites the last turn of `turns` so it needs none of the earlier ones."""
-        return self.rewrite_batch([turns])[0]
+    def rewrite(self, turns: Sequence[Turn],
+                copy_types: Optional[Collection[str]] = None) -> Rewrite:
+        """Rewrites the last turn of `turns` so it needs none of the earlier ones.
 
-    def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]]) -> List[Rewrite]:
-        """Rewrites many dialogues at once (encoding and greedy decoding are batched)."""
+        `copy_types`, when given, are the entity types that may be copied from the context
+        turns: the words of a context entity span of another type the network knows are not
+        copied (a common word among them may still be generated). None: no restriction."""
+        return self.rewrite_batch([turns], [copy_types])[0]
+
+    def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]],
+                      copy_types: Optional[Sequence[Optional[Collection[str]]]] = None
+                      ) -> List[Rewrite]:
+        """Rewrites many dialogues at once (encoding and greedy decoding are batched);
+        `copy_types` holds each dialogue's (see `rewrite`)."""
         results: List[Optional[Rewrite]] = [None] * len(dialogues)
         pending: List[Tuple[int, List[Turn], int]] = []
         sources: List[Source] = []
+        uncopyable: List[List[int]] = []
         # utterances the decoder could not write out whole are left as they are
         longest = self.features.max_target_tokens - 8
         for i, turns in enumerate(dialogues):
@@ -104,10 +114,11 @@ class Rewriter:
                 if len(source.words) - source.utterance_start <= longest:
                     pending.append((i, window, offset))
                     sources.append(source)
+                    uncopyable.append(self._uncopyable(source, copy_types and copy_types[i]))
                     continue
             results[i] = Rewrite(text, 1.0, False)
         if pending:
-            decoded = self._decode(sources, pending)
+            decoded = self._decode(sources, pending, uncopyable)
             for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
@@ -122,14 +133,30 @@ class Rewriter:
             window.append(Turn(turn.speaker, text, turn.intent, entities))
         return window, len(turns) - len(keep)
 
-    def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]]
-                ) -> List[Rewrite]:
+    def _uncopyable(self, source: Source, copy_types: Optional[Collection[str]]) -> List[int]:
+        """The context positions inside entity spans of a known type not in `copy_types`."""
+        if copy_types is None:
+            return []
+        types = self.features.types.stoi
+        open_ids = {PAD_ID, UNK_ID, types[NO_LABEL]} | {types[t] for t in copy_types
+                                                        if t in types}
+        return [i for i, t in enumerate(source.type_ids[:source.utterance_start])
+                if t not in open_ids]
+
+    def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]],
+                uncopyable: List[List[int]]) -> List[Rewrite]:
         config, max_len = self.config, self.features.max_target_tokens
         encoding, p_rewrite = self.engine.encode(sources)
         if max(p_rewrite) < config.rewrite_threshold:
             hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
         else:
             prepared, state = self.engine.prepare(encoding)
+            if any(uncopyable):
+                # PAD's id, which decoding never writes, takes such positions' copy mass
+                ext_ids = prepared.ext_ids.copy()
+                for row, positions in enumerate(uncopyable):
+                    ext_ids[row, positions] = PAD_ID
+                prepared = prepared._replace(ext_ids=ext_ids)
             doubled = [_doubled_ids(source) for source in sources]
             if config.beam_size > 1:
                 hyps = [beam_search(self.engine, prepared.take(row), state.take(row),

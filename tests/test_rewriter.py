@@ -127,6 +127,22 @@ def test_reproduces_a_training_rewrite_with_an_apostrophe_only(rewriter):
             == "play Imagine Dragons' latest album")
 
 
+def test_copy_types_keep_other_entity_types_from_being_copied(rewriter):
+    banned = rewriter.rewrite(UNSEEN, copy_types={"song"})
+    assert "Zorblax" not in banned.text and "Quintet" not in banned.text
+    assert rewriter.rewrite(UNSEEN, copy_types={"artist"}) == rewriter.rewrite(UNSEEN)
+    # a type the network never saw is not restricted: it cannot tell such spans apart
+    question, answer = "who sings moonglade", "'Moonglade' is by Zorblax Quintet"
+    unseen_type = [Turn(USER, question, None, [entity(question, "moonglade", "song")]),
+                   Turn(BOT, answer, None, [entity(answer, "Moonglade", "song"),
+                                            entity(answer, "Zorblax Quintet", "band")]),
+                   Turn(USER, ASK)]
+    assert (rewriter.rewrite(unseen_type, copy_types={"song"}).text
+            == rewriter.rewrite(unseen_type).text == "play Zorblax Quintet's latest album")
+    assert rewriter.rewrite_batch([UNSEEN, UNSEEN], [{"song"}, None]) == [banned,
+                                                                          rewriter.rewrite(UNSEEN)]
+
+
 def test_leaves_a_complete_utterance_unchanged(rewriter):
     result = rewriter.rewrite(dialogue("Moonglade", "Zorblax Quintet", "thanks"))
     assert result.text == "thanks"

@@ -43,7 +43,9 @@ class Prepared(NamedTuple):
 
     states: np.ndarray  # (batch, src_len, 2*hidden)
     projected: np.ndarray  # (batch, src_len, attention), the query's bias added
-    ext_ids: np.ndarray  # (batch, src_len) int64
+    # (batch, src_len) int64; PAD_ID, which decoding never writes, where a word may not be
+    # copied (padding, and what `Rewriter.rewrite`'s `copy_types` excludes)
+    ext_ids: np.ndarray
     padding: Optional[np.ndarray]  # (batch, src_len): -inf on padding, 0 elsewhere; None if none
     width: int  # size of the extended vocabulary: gen_vocab + the batch's max_oov
 

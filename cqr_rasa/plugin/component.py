@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 REWRITE_KEY = "rewrite"  # the parse data key holding what the component did
 KNOWN_VALUES_FILE = "known_values.json"
+INTENT_ENTITIES_FILE = "intent_entities.json"
 NAME = "cqr_rasa.ContextualQueryRewriter"
 
 
@@ -69,6 +70,9 @@ class ComponentConfig:
     synthetic_examples: int = 2
     # First-pass intents that are never rewritten.
     skip_intents: List[str] = field(default_factory=list)
+    # Copy an entity from the context only if the NLU data annotates its type in examples of the
+    # message's first-pass intent (intents without entities there are not restricted).
+    copy_intent_entities_only: bool = True
     # Seed for training and augmentation.
     random_seed: int = 42
     # PyTorch threads for training the rewriter (at most the machine's cores); 1 when other
@@ -106,6 +110,8 @@ class ComponentConfig:
             fail("skip_intents", "a list of intent names")
         if not isinstance(values["random_seed"], int):
             fail("random_seed", "an integer")
+        if not isinstance(values["copy_intent_entities_only"], bool):
+            fail("copy_intent_entities_only", "true or false")
         return cls(**values)
 
     def rewriter_settings(self) -> Dict[str, Any]:
@@ -131,7 +137,8 @@ class ContextualQueryRewriter(GraphComponent):
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                  rewriter: Optional[Rewriter] = None, known_values: Optional[Dict] = None,
                  upstream: Optional[UpstreamNLU] = None,
-                 templates: Optional[ResponseTemplates] = None) -> None:
+                 templates: Optional[ResponseTemplates] = None,
+                 intent_entities: Optional[Dict[str, List[str]]] = None) -> None:
         self.config = ComponentConfig.from_dict(config)
         self._model_storage = model_storage
         self._resource = resource
@@ -139,6 +146,7 @@ class ContextualQueryRewriter(GraphComponent):
         self._known_values = known_values or {}
         self._upstream = upstream
         self._templates = templates
+        self._intent_entities = intent_entities or {}
         self._bot_entities: "OrderedDict[str, list]" = OrderedDict()
         self._known_spans: "OrderedDict[str, list]" = OrderedDict()
         self._known_matcher = ValueMatcher(self._known_values)
@@ -161,6 +169,7 @@ class ContextualQueryRewriter(GraphComponent):
                               for value in values}
         self._known_matcher = ValueMatcher(self._known_values)
         self._known_spans.clear()
+        self._intent_entities = _intent_entity_types(training_data)
         self.persist()
         return self._resource
 
@@ -209,7 +218,9 @@ class ContextualQueryRewriter(GraphComponent):
             info["reason"] = "no_history"
             return message
         current = Turn(USER, text, intent, entity_spans(text, message.get(ENTITIES)))
-        rewrite = self._rewriter.rewrite(history + [current])
+        copy_types = (self._intent_entities.get(intent or "")
+                      if self.config.copy_intent_entities_only else None)
+        rewrite = self._rewriter.rewrite(history + [current], copy_types or None)
         info.update(rewritten_text=rewrite.text, confidence=round(rewrite.confidence, 4))
         if not rewrite.changed:
             info.update(rewritten_text=text, reason="unchanged")
@@ -291,10 +302,15 @@ class ContextualQueryRewriter(GraphComponent):
         with model_storage.read_from(resource) as directory:
             rewriter = Rewriter.load(directory, **settings.rewriter_settings())
             known = json.loads((directory / KNOWN_VALUES_FILE).read_text(encoding="utf-8"))
+            # models trained before the file existed have no restriction
+            table = directory / INTENT_ENTITIES_FILE
+            intent_entities = (json.loads(table.read_text(encoding="utf-8")) if table.is_file()
+                               else {})
         upstream = UpstreamNLU.build(model_storage, execution_context)
         domain = _trained_domain(model_storage, execution_context)
         templates = ResponseTemplates(domain) if domain is not None else None
-        return cls(config, model_storage, resource, rewriter, known, upstream, templates)
+        return cls(config, model_storage, resource, rewriter, known, upstream, templates,
+                   intent_entities)
 
     def persist(self) -> None:
         if self._rewriter is None:
@@ -303,6 +319,8 @@ class ContextualQueryRewriter(GraphComponent):
             self._rewriter.save(directory)
             (directory / KNOWN_VALUES_FILE).write_text(json.dumps(self._known_values),
                                                        encoding="utf-8")
+            (directory / INTENT_ENTITIES_FILE).write_text(json.dumps(self._intent_entities),
+                                                          encoding="utf-8")
 
 
 def _cached(cache: "OrderedDict[str, list]", text: str, compute: Any) -> list:
@@ -338,3 +356,13 @@ def _nlu_entity_values(training_data: TrainingData) -> Dict[str, List[str]]:
         for span in entity_spans(text, message.get(ENTITIES)):
             values.setdefault(span.entity, set()).add(text[span.start:span.end])
     return {entity: sorted(found) for entity, found in values.items()}
+
+
+def _intent_entity_types(training_data: TrainingData) -> Dict[str, List[str]]:
+    """Intent -> the entity types annotated in its NLU examples (intents with none left out)."""
+    types: Dict[str, set] = {}
+    for message in training_data.intent_examples:
+        found = {entity.get("entity") for entity in message.get(ENTITIES) or []}
+        if found - {None}:
+            types.setdefault(message.get(INTENT), set()).update(found - {None})
+    return {intent: sorted(found) for intent, found in types.items()}

@@ -163,7 +163,7 @@ def test_the_rerun_calls_the_runners_own_nlu_nodes(agent, example_model, tmp_pat
 def test_errors_inside_the_rewrite_keep_the_message(example_model, tmp_path, caplog):
     component = _loaded_component(example_model, tmp_path)
 
-    def broken(turns):
+    def broken(turns, copy_types=None):
         raise RuntimeError("boom")
 
     component._rewriter.rewrite = broken
@@ -221,12 +221,22 @@ def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, 
     resource = Resource("cqr")
     trained = ContextualQueryRewriter.create(config, storage, resource,
                                              ExecutionContext(None))
-    trained.train(TrainingData())
+    nlu = TrainingData([
+        Message(data={"text": "play yellow", "intent": "play_song",
+                      "entities": [{"entity": "song", "value": "yellow", "start": 5, "end": 11}]}),
+        Message(data={"text": "play adele's new album", "intent": "play_album", "entities": [
+            {"entity": "artist", "value": "adele", "start": 5, "end": 10}]}),
+        Message(data={"text": "thanks", "intent": "thank"})])
+    trained.train(nlu)
     reloaded = ContextualQueryRewriter.load(config, storage, resource, ExecutionContext(None))
+    assert reloaded._intent_entities == trained._intent_entities == {
+        "play_song": ["song"], "play_album": ["artist"]}
     turns = _tracker_after_believer()
-    for text in ("play their latest album", "thanks", "play her new album"):
-        before = trained.process([Message(data={"text": text})], turns)[0].get(REWRITE_KEY)
-        after = reloaded.process([Message(data={"text": text})], turns)[0].get(REWRITE_KEY)
+    for text, intent in (("play their latest album", "play_album"), ("thanks", "thank"),
+                         ("play her new album", "play_song")):
+        message = {"text": text, "intent": {"name": intent, "confidence": 0.9}}
+        before = trained.process([Message(data=message)], turns)[0].get(REWRITE_KEY)
+        after = reloaded.process([Message(data=message)], turns)[0].get(REWRITE_KEY)
         assert before.pop("milliseconds") >= 0 and after.pop("milliseconds") >= 0
         assert before == after
         assert before["confidence"] is not None
@@ -240,6 +250,8 @@ def test_bad_config_and_missing_rewrites_file_fail_clearly(tmp_path, monkeypatch
             ComponentConfig.from_dict({"eos_penalty": bad})
     with pytest.raises(InvalidConfigException, match="`training_threads` is 0; .*integer >= 1"):
         ComponentConfig.from_dict({"training_threads": 0})
+    with pytest.raises(InvalidConfigException, match="`copy_intent_entities_only` is 'no'"):
+        ComponentConfig.from_dict({"copy_intent_entities_only": "no"})
     monkeypatch.chdir(tmp_path)
     component = ContextualQueryRewriter.create(
         ContextualQueryRewriter.get_default_config(), LocalModelStorage.create(tmp_path / "s"),
