@@ -114,7 +114,8 @@ class Rewriter:
                 if len(source.words) - source.utterance_start <= longest:
                     pending.append((i, window, offset))
                     sources.append(source)
-                    uncopyable.append(self._uncopyable(source, copy_types and copy_types[i]))
+                    uncopyable.append(self._uncopyable(
+                        source, None if copy_types is None else copy_types[i]))
                     continue
             results[i] = Rewrite(text, 1.0, False)
         if pending:

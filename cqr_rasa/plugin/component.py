@@ -218,9 +218,9 @@ class ContextualQueryRewriter(GraphComponent):
             info["reason"] = "no_history"
             return message
         current = Turn(USER, text, intent, entity_spans(text, message.get(ENTITIES)))
-        copy_types = (self._intent_entities.get(intent or "")
+        copy_types = (self._intent_entities.get(intent)
                       if self.config.copy_intent_entities_only else None)
-        rewrite = self._rewriter.rewrite(history + [current], copy_types or None)
+        rewrite = self._rewriter.rewrite(history + [current], copy_types)
         info.update(rewritten_text=rewrite.text, confidence=round(rewrite.confidence, 4))
         if not rewrite.changed:
             info.update(rewritten_text=text, reason="unchanged")

@@ -210,6 +210,30 @@ def test_beam_search_with_eos_penalty_from_the_config(example_model, tmp_path):
     assert "Imagine Dragons" in out.get(REWRITE_KEY)["rewritten_text"]
 
 
+def test_copies_only_the_entity_types_of_the_first_pass_intent(example_model, tmp_path):
+    tracker = DialogueStateTracker.from_events("t", [
+        ActionExecuted("action_listen"),
+        UserUttered("how's the traffic to zorb plaza", {"name": "ask_traffic", "confidence": 1.0},
+                    [{"entity": "poi", "value": "zorb plaza", "start": 21, "end": 31}]),
+        BotUttered("There is moderate traffic on the way to Zorb Plaza."),
+        ActionExecuted("action_listen")])
+
+    def rewrite(component):
+        message = Message(data={"text": "take me there",
+                                "intent": {"name": "navigate", "confidence": 0.9}})
+        return component.process([message], tracker)[0].get(REWRITE_KEY)["rewritten_text"]
+
+    component = _loaded_component(example_model, tmp_path / "default")
+    # built at `rasa train` from the example bot's NLU data
+    assert component._intent_entities["navigate"] == ["poi"]
+    assert rewrite(component) == "take me to zorb plaza"
+    component._intent_entities = {"navigate": ["city"]}
+    assert "zorb" not in rewrite(component).lower()
+    free = _loaded_component(example_model, tmp_path / "free", copy_intent_entities_only=False)
+    free._intent_entities = {"navigate": ["city"]}
+    assert rewrite(free) == "take me to zorb plaza"
+
+
 def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
     """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
     loaded = _loaded_component(example_model, tmp_path)
