@@ -34,3 +34,19 @@ def test_console_script_help():
     assert out.returncode == 0, out.stderr
     for command in ("train", "evaluate", "benchmark"):
         assert command in out.stdout
+
+
+def test_readme_config_table_matches_the_component():
+    import re
+
+    from cqr_rasa.plugin.component import ContextualQueryRewriter
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Config keys", 1)[1].split("\n\n", 2)[1]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, flags=re.M))
+    defaults = ContextualQueryRewriter.get_default_config()
+    assert set(rows) == set(defaults)
+    for key, value in defaults.items():
+        spelled = ("null" if value is None else str(value).lower() if isinstance(value, bool)
+                   else str(value))
+        assert rows[key] == spelled, key
