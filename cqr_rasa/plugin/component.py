@@ -28,6 +28,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from cqr_rasa.augment import value_pool
 from cqr_rasa.dialogue import USER, Example, Turn
+from cqr_rasa.features import normalize_value
 from cqr_rasa.plugin.context import ResponseTemplates, context_turns, entity_spans
 from cqr_rasa.plugin.rerun import UpstreamNLU
 from cqr_rasa.readers import DataError
@@ -71,7 +72,8 @@ class ComponentConfig:
     # First-pass intents that are never rewritten.
     skip_intents: List[str] = field(default_factory=list)
     # Copy an entity from the context only if the NLU data annotates its type in examples of the
-    # message's first-pass intent (intents without entities there are not restricted).
+    # message's first-pass intent, or a rewrite of that intent's utterances carries it over
+    # (intents with neither are not restricted).
     copy_intent_entities_only: bool = True
     # Seed for training and augmentation.
     random_seed: int = 42
@@ -169,7 +171,7 @@ class ContextualQueryRewriter(GraphComponent):
                               for value in values}
         self._known_matcher = ValueMatcher(self._known_values)
         self._known_spans.clear()
-        self._intent_entities = _intent_entity_types(training_data)
+        self._intent_entities = _intent_entity_types(training_data, examples)
         self.persist()
         return self._resource
 
@@ -358,11 +360,19 @@ def _nlu_entity_values(training_data: TrainingData) -> Dict[str, List[str]]:
     return {entity: sorted(found) for entity, found in values.items()}
 
 
-def _intent_entity_types(training_data: TrainingData) -> Dict[str, List[str]]:
-    """Intent -> the entity types annotated in its NLU examples (intents with none left out)."""
+def _intent_entity_types(training_data: TrainingData,
+                         examples: List[Example]) -> Dict[str, List[str]]:
+    """Intent -> the entity types annotated in its NLU examples, and those the rewrites of its
+    utterances carry over from the context (intents with none left out)."""
     types: Dict[str, set] = {}
     for message in training_data.intent_examples:
-        found = {entity.get("entity") for entity in message.get(ENTITIES) or []}
-        if found - {None}:
-            types.setdefault(message.get(INTENT), set()).update(found - {None})
+        found = {entity.get("entity") for entity in message.get(ENTITIES) or []} - {None}
+        if found:
+            types.setdefault(message.get(INTENT), set()).update(found)
+    for example in examples:
+        gold = {normalize_value(value) for value in example.gold_values}
+        found = {span.entity for turn in example.turns[:-1] for span in turn.entities
+                 if normalize_value(turn.text[span.start:span.end]) in gold}
+        if example.turns[-1].intent and found:
+            types.setdefault(example.turns[-1].intent, set()).update(found)
     return {intent: sorted(found) for intent, found in types.items()}

@@ -16,7 +16,9 @@ from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from cqr_rasa.plugin.component import REWRITE_KEY, ComponentConfig, ContextualQueryRewriter
+from cqr_rasa.dialogue import BOT, USER, EntitySpan, Example, Turn
+from cqr_rasa.plugin.component import (REWRITE_KEY, ComponentConfig, ContextualQueryRewriter,
+                                     _intent_entity_types)
 
 pytestmark = pytest.mark.slow
 
@@ -234,6 +236,24 @@ def test_copies_only_the_entity_types_of_the_first_pass_intent(example_model, tm
     assert rewrite(free) == "take me to zorb plaza"
 
 
+def test_intent_entity_types_come_from_nlu_examples_and_rewrites():
+    nlu = TrainingData([
+        Message(data={"text": "play yellow", "intent": "play_song",
+                      "entities": [{"entity": "song", "value": "yellow", "start": 5, "end": 11}]}),
+        Message(data={"text": "thanks", "intent": "thank"})])
+    question, answer = "who sings yellow", "'Yellow' is by Coldplay"
+    context = [Turn(USER, question, "ask_artist", [EntitySpan(10, 16, "song")]),
+               Turn(BOT, answer, None, [EntitySpan(1, 7, "song"), EntitySpan(15, 23, "artist")])]
+    rewrites = [
+        Example(context + [Turn(USER, "play their album", "play_song")], "play Coldplay's album",
+                gold_values=["Coldplay"]),
+        # no intent on the utterance, or nothing carried over: nothing to learn
+        Example(context + [Turn(USER, "play their hits")], "play Coldplay's hits",
+                gold_values=["Coldplay"]),
+        Example(context + [Turn(USER, "thanks", "thank")], "thanks")]
+    assert _intent_entity_types(nlu, rewrites) == {"play_song": ["artist", "song"]}
+
+
 def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, tmp_path):
     """Train in memory, persist, load: the loaded component rewrites exactly as the trained one."""
     loaded = _loaded_component(example_model, tmp_path)
@@ -253,8 +273,10 @@ def test_persisted_model_gives_the_same_rewrite(example_model, example_bot_dir, 
         Message(data={"text": "thanks", "intent": "thank"})])
     trained.train(nlu)
     reloaded = ContextualQueryRewriter.load(config, storage, resource, ExecutionContext(None))
-    assert reloaded._intent_entities == trained._intent_entities == {
-        "play_song": ["song"], "play_album": ["artist"]}
+    # the NLU examples' types, and those the example bot's rewrites carry over
+    assert reloaded._intent_entities == trained._intent_entities
+    assert trained._intent_entities["play_album"] == ["album", "artist"]
+    assert "thank" not in trained._intent_entities
     turns = _tracker_after_believer()
     for text, intent in (("play their latest album", "play_album"), ("thanks", "thank"),
                          ("play her new album", "play_song")):
