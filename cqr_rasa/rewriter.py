@@ -102,7 +102,6 @@ class Rewriter:
         results: List[Optional[Rewrite]] = [None] * len(dialogues)
         pending: List[Tuple[int, List[Turn], int]] = []
         sources: List[Source] = []
-        uncopyable: List[List[int]] = []
         # utterances the decoder could not write out whole are left as they are
         longest = self.features.max_target_tokens - 8
         for i, turns in enumerate(dialogues):
@@ -114,12 +113,11 @@ class Rewriter:
                 if len(source.words) - source.utterance_start <= longest:
                     pending.append((i, window, offset))
                     sources.append(source)
-                    uncopyable.append(self._uncopyable(
-                        source, None if copy_types is None else copy_types[i]))
                     continue
             results[i] = Rewrite(text, 1.0, False)
         if pending:
-            decoded = self._decode(sources, pending, uncopyable)
+            decoded = self._decode(sources, pending, [
+                None if copy_types is None else copy_types[i] for i, _, _ in pending])
             for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
@@ -145,13 +143,16 @@ class Rewriter:
                 if t not in open_ids]
 
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]],
-                uncopyable: List[List[int]]) -> List[Rewrite]:
+                copy_types: List[Optional[Collection[str]]]) -> List[Rewrite]:
         config, max_len = self.config, self.features.max_target_tokens
         encoding, p_rewrite = self.engine.encode(sources)
         if max(p_rewrite) < config.rewrite_threshold:
             hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
         else:
             prepared, state = self.engine.prepare(encoding)
+            # only for dialogues being decoded: most turns stop at the encoding
+            uncopyable = [self._uncopyable(source, types)
+                          for source, types in zip(sources, copy_types)]
             if any(uncopyable):
                 # PAD's id, which decoding never writes, takes such positions' copy mass
                 ext_ids = prepared.ext_ids.copy()

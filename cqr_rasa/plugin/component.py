@@ -28,7 +28,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from cqr_rasa.augment import value_pool
 from cqr_rasa.dialogue import USER, Example, Turn
-from cqr_rasa.features import normalize_value
+from cqr_rasa.evaluation import new_gold_values, normalize, span_value
 from cqr_rasa.plugin.context import ResponseTemplates, context_turns, entity_spans
 from cqr_rasa.plugin.rerun import UpstreamNLU
 from cqr_rasa.readers import DataError
@@ -370,9 +370,9 @@ def _intent_entity_types(training_data: TrainingData,
         if found:
             types.setdefault(message.get(INTENT), set()).update(found)
     for example in examples:
-        gold = {normalize_value(value) for value in example.gold_values}
-        found = {span.entity for turn in example.turns[:-1] for span in turn.entities
-                 if normalize_value(turn.text[span.start:span.end]) in gold}
+        carried = new_gold_values(example)
+        found = {span.entity for turn in example.context for span in turn.entities
+                 if normalize(span_value(turn, span)) in carried}
         if example.turns[-1].intent and found:
             types.setdefault(example.turns[-1].intent, set()).update(found)
     return {intent: sorted(found) for intent, found in types.items()}
