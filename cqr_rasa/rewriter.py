@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Collection, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from safetensors import SafetensorError
@@ -20,12 +20,21 @@ from cqr_rasa.features import (NO_LABEL, PAD_ID, UNK_ID, FeatureSpace, Source, c
 from cqr_rasa.model import Engine, Hypothesis, NetworkConfig, PointerGenerator, beam_search, greedy
 from cqr_rasa.model.inference import Prepared, State
 
+if TYPE_CHECKING:
+    from cqr_rasa.model.compiled import CompiledGreedy
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "rewriter.json"
 # the search for an insertion (see `RewriterConfig`): its beam width, and how many words it may
 # add, which bounds its cost (16 rather than 64 changed 1 of 940 cross-validated CQR rewrites)
 INSERT_BEAM, INSERT_WORDS = 4, 16
+# one dialogue whose utterance has this many tokens is decoded by the compiled program, shorter
+# ones in numpy: a call to the program costs about 0.8 ms before its first step, a numpy step
+# about 0.1 ms against the program's 0.04. On 100 CQR dialogues (D''), numpy against compiled:
+# utterances of 3-5 tokens 0.51 against 0.92 ms, 6-8 tokens 1.18 against 1.09, 9-11 tokens 1.91
+# against 1.29, 12-14 tokens 2.46 against 1.45
+COMPILED_FROM = 8
 
 
 class ModelFileError(ValueError):
@@ -84,6 +93,21 @@ class Rewriter:
         self.network = network.eval()
         self.engine = Engine(self.network)
         self.config = config or RewriterConfig()
+        self._compiled: Optional["CompiledGreedy"] = None  # its module imports TensorFlow
+
+    @property
+    def compiled(self) -> "CompiledGreedy":
+        """The greedy decoder compiled by XLA (`cqr_rasa.model.compiled`), made on first use."""
+        if self._compiled is None:
+            from cqr_rasa.model.compiled import CompiledGreedy
+            self._compiled = CompiledGreedy(self.engine, self.features.max_target_tokens)
+        return self._compiled
+
+    def warm_up(self, up_to: int = 128) -> None:
+        """Compiles the single-dialogue decoder for dialogues of up to `up_to` words now; a
+        longer one's program is compiled on its first use (a few tenths of a second each)."""
+        if self.config.beam_size == 1:
+            self.compiled.warm_up(up_to)
 
     def rewrite(self, turns: Sequence[Turn],
                 copy_types: Optional[Collection[str]] = None) -> Rewrite:
@@ -166,8 +190,7 @@ class Rewriter:
                                     config.max_ngram_count, config.eos_penalty, doubled[row[0]])
                         for row in np.arange(len(sources))[:, None]]
             else:
-                hyps = greedy(self.engine, prepared, state, max_len, config.no_repeat_ngram,
-                              config.max_ngram_count, doubled)
+                hyps = self._greedy(sources, prepared, state, doubled)
             for row, (source, hyp, p) in enumerate(zip(sources, hyps, p_rewrite)):
                 if (config.insert_threshold < 1.0 and p >= config.insert_threshold
                         and hyp.ids == source.ext_ids[source.utterance_start:]):
@@ -200,6 +223,20 @@ class Rewriter:
                           for k, (w, t) in enumerate(zip(words, turns)) if w.lower() not in own}
             out.append(Rewrite(text, confidence, True, words, sources_of, p))
         return out
+
+    def _greedy(self, sources: List[Source], prepared: Prepared, state: State,
+                doubled: List[Set[int]]) -> List[Hypothesis]:
+        """Greedy decoding: by the compiled program for one dialogue with a long utterance (see
+        `COMPILED_FROM`), else in numpy."""
+        config = self.config
+        if len(sources) == 1 and len(sources[0].words) - sources[0].utterance_start >= \
+                COMPILED_FROM:
+            hyp = self.compiled.decode(prepared, state, config.no_repeat_ngram,
+                                       config.max_ngram_count, doubled[0])
+            if hyp is not None:
+                return [hyp]
+        return greedy(self.engine, prepared, state, self.features.max_target_tokens,
+                      config.no_repeat_ngram, config.max_ngram_count, doubled)
 
     def _insertion(self, prepared: Prepared, state: State, source: Source,
                    unchanged: Hypothesis, doubled: Collection[int]) -> Hypothesis:

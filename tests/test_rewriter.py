@@ -20,6 +20,7 @@ from cqr_rasa.dialogue import BOT, USER, EntitySpan, Example, Turn
 from cqr_rasa.features import BOS_ID, PAD_ID
 from cqr_rasa.model import NetworkConfig, PointerGenerator
 from cqr_rasa.rewriter import (
+    COMPILED_FROM,
     CONFIG_FILE,
     FORMAT_VERSION,
     WEIGHTS_FILE,
@@ -139,8 +140,11 @@ def test_copy_types_keep_other_entity_types_from_being_copied(rewriter):
                    Turn(USER, ASK)]
     assert (rewriter.rewrite(unseen_type, copy_types={"song"}).text
             == rewriter.rewrite(unseen_type).text == "play Zorblax Quintet's latest album")
-    assert rewriter.rewrite_batch([UNSEEN, UNSEEN], [{"song"}, None]) == [banned,
-                                                                          rewriter.rewrite(UNSEEN)]
+    # batches are decoded in numpy, one dialogue by the compiled program: the same to rounding
+    batch = rewriter.rewrite_batch([UNSEEN, UNSEEN], [{"song"}, None])
+    for got, single in zip(batch, [banned, rewriter.rewrite(UNSEEN)]):
+        assert dataclasses.replace(got, confidence=0) == dataclasses.replace(single, confidence=0)
+        assert got.confidence == pytest.approx(single.confidence, rel=1e-5)
 
 
 def test_leaves_a_complete_utterance_unchanged(rewriter):
@@ -312,6 +316,46 @@ def test_rewrite_batch_equals_single_rewrites(rewriter):
         assert got.changed == single.changed
         assert got.confidence == pytest.approx(single.confidence, rel=1e-5)
         assert got.sources == single.sources
+
+
+@pytest.mark.parametrize("max_len", [64, 3])
+def test_one_dialogue_is_decoded_by_the_compiled_program_as_numpy_would(rewriter, max_len):
+    """The compiled (XLA) greedy decoder, which `rewrite` uses for one dialogue, writes what
+    numpy's writes, whether the rewrite ends or reaches the length limit."""
+    from cqr_rasa.model import greedy
+    from cqr_rasa.model.compiled import CompiledGreedy
+
+    compiled, engine = CompiledGreedy(rewriter.engine, max_len), rewriter.engine
+    config, cut = rewriter.config, 0
+    for turns in PROBES:
+        source = rewriter.features.encode_source(rewriter.window(turns)[0])
+        prepared, state = engine.prepare(engine.encode([source])[0])
+        mine = compiled.decode(prepared, state, config.no_repeat_ngram, config.max_ngram_count,
+                               set())
+        theirs = greedy(engine, prepared, state, max_len, config.no_repeat_ngram,
+                        config.max_ngram_count, [set()])[0]
+        assert mine.ids == theirs.ids and mine.copied == theirs.copied
+        assert mine.logps == pytest.approx(theirs.logps, abs=1e-4)
+        for a, b in zip(mine.attention, theirs.attention):
+            assert a.tolist() == pytest.approx(b.tolist(), abs=1e-5)
+        # EOS has a log-probability when the rewrite ended
+        cut += len(mine.logps) == len(mine.ids) == max_len
+    assert bool(cut) == (max_len == 3)
+
+
+def test_a_long_utterance_alone_is_decoded_by_the_compiled_program(saved):
+    """`rewrite` decodes one dialogue whose utterance has `COMPILED_FROM` tokens or more with the
+    compiled program, shorter ones and batches in numpy; the rewrites agree."""
+    fresh = Rewriter.load(saved)
+    fresh.rewrite(UNSEEN)
+    assert fresh._compiled is None  # 4 tokens: numpy; TensorFlow not even imported for it
+    long = UNSEEN[:-1] + [Turn(USER, "ok so now please play their latest album for me")]
+    assert len(long[-1].text.split()) >= COMPILED_FROM
+    single = fresh.rewrite(long)
+    assert list(fresh.compiled._programs) == [32]  # one program, for dialogues of <= 32 words
+    batched = fresh.rewrite_batch([long, UNSEEN])[0]
+    assert dataclasses.replace(single, confidence=0) == dataclasses.replace(batched, confidence=0)
+    assert single.confidence == pytest.approx(batched.confidence, rel=1e-5)
 
 
 def test_beam_search(saved, rewriter):

@@ -308,6 +308,8 @@ class ContextualQueryRewriter(GraphComponent):
             table = directory / INTENT_ENTITIES_FILE
             intent_entities = (json.loads(table.read_text(encoding="utf-8")) if table.is_file()
                                else {})
+        # the first conversations' rewrites should not wait for XLA to compile
+        rewriter.warm_up()
         upstream = UpstreamNLU.build(model_storage, execution_context)
         domain = _trained_domain(model_storage, execution_context)
         templates = ResponseTemplates(domain) if domain is not None else None
