@@ -103,7 +103,7 @@ class Rewriter:
             self._compiled = CompiledGreedy(self.engine, self.features.max_target_tokens)
         return self._compiled
 
-    def warm_up(self, up_to: int = 128) -> None:
+    def warm_up(self, up_to: int = 64) -> None:
         """Compiles the single-dialogue decoder for dialogues of up to `up_to` words now; a
         longer one's program is compiled on its first use (a few tenths of a second each)."""
         if self.config.beam_size == 1:
@@ -203,9 +203,13 @@ class Rewriter:
                 out.append(Rewrite(utterance, 1.0 - p, False, rewrite_probability=p))
                 continue
             words, turns, glued, last = [], [], [], None
+            positions: Dict[int, List[int]] = {}  # of each id in the dialogue
+            for i, e in enumerate(source.ext_ids):
+                positions.setdefault(e, []).append(i)
             for k, (token, attention, copied) in enumerate(
                     zip(hyp.ids, hyp.attention, hyp.copied)):
-                word, at = surface(token, attention, source, self.features, k == 0)
+                word, at = surface(token, attention, source, positions.get(token, []),
+                                   self.features, k == 0)
                 words.append(word)
                 turns.append(None if at is None or not copied else source.turn_index[at])
                 # spaced as in the dialogue where two neighbours there are neighbours here
@@ -311,15 +315,14 @@ class Rewriter:
         return cls(features, network, config)
 
 
-def surface(token: int, attention: Sequence[float], source: Source, features: FeatureSpace,
-            first: bool) -> Tuple[str, Optional[int]]:
+def surface(token: int, attention: Sequence[float], source: Source, hits: List[int],
+            features: FeatureSpace, first: bool) -> Tuple[str, Optional[int]]:
     """The written form of an output id and the source position it was taken from (None if it is
-    not in the source).
+    not in the source); `hits` are the positions of `token` in the source.
 
     A copied word keeps its exact spelling; a common word is taken from the dialogue only where it
     is not capitalized merely for starting a turn.
     """
-    hits = [i for i, e in enumerate(source.ext_ids) if e == token]
     gen = features.gen
     if not hits:
         return gen.itos[token], None

@@ -6,15 +6,15 @@ arithmetic). Here the whole loop, every step until EOS, is one XLA program compu
 `Engine.step` computes from the same folded weights, so a rewrite's decoding is one call.
 
 XLA compiles a program per input shape, so a dialogue is padded to a multiple of `BUCKET` words;
-each length is compiled on its first use (about half a second) or ahead by `warm_up`. No value
+each length is compiled on its first use (about 0.5-0.8 s) or ahead by `warm_up`. No value
 may decide a shape inside the program (an index written `logp[prev]` would: XLA would then
 compile anew for every dialogue), hence `tf.gather` throughout.
 
 Left out of the program, and how its result stays `decoding.greedy`'s:
-- the n-gram limit and the doubled-word rule (`_blocked`), which depend on the words written so
-  far: `decode` checks the written ids against them afterwards and returns None when a step chose
-  an id they bar (the caller then decodes with `decoding.greedy`, which applies them as it goes;
-  up to that step both write the same ids);
+- the n-gram limit and the doubled-word rule (`decoding._blocked`), which depend on the words
+  written so far: `decode` checks the written ids against them afterwards and returns None when
+  a step chose an id they bar (the caller then decodes with `decoding.greedy`, which applies
+  them as it goes; up to that step both write the same ids);
 - batches and beams, which stay with `decoding`.
 """
 from typing import Callable, Collection, Dict, Optional
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from cqr_rasa.features import BOS_ID, EOS_ID
-from cqr_rasa.model.decoding import NEVER, Hypothesis, _blocked, _copied
+from cqr_rasa.model.decoding import NEVER, Hypothesis, _copied, breaks_rules
 from cqr_rasa.model.inference import _TINY, Engine, Prepared, State
 from cqr_rasa.model.network import NEG
 
@@ -104,27 +104,22 @@ class CompiledGreedy:
 
     def decode(self, prepared: Prepared, state: State, no_repeat_ngram: int,
                max_ngram_count: int, doubled: Collection[int]) -> Optional[Hypothesis]:
-        """`decoding.greedy`'s hypothesis for a batch of one, or None when it broke `_blocked`'s
+        """`decoding.greedy`'s hypothesis for a batch of one, or None when it broke the
         rules (see the module's docstring)."""
         hyp = self._run(prepared, state, self.max_len)
-        if any(token in _blocked(hyp.ids[:k], no_repeat_ngram, max_ngram_count, doubled)
-               for k, token in enumerate(hyp.ids)):
-            return None
-        return hyp
+        return None if breaks_rules(hyp.ids, no_repeat_ngram, max_ngram_count, doubled) else hyp
 
     def _run(self, prepared: Prepared, state: State, steps: int) -> Hypothesis:
         length = prepared.states.shape[1]
-        pad = -length % BUCKET
-        padding = np.full(length + pad, -np.inf, np.float32)
-        padding[:length] = 0.0 if prepared.padding is None else prepared.padding[0]
-        args = [tf.constant(a) for a in (
-            np.pad(prepared.states[0], ((0, pad), (0, 0))),
-            np.pad(prepared.projected[0], ((0, pad), (0, 0))),
-            np.pad(prepared.ext_ids[0].astype(np.int32), (0, pad)),
-            padding, state.h[0], state.c[0], np.int32(steps))]
-        program = self._programs.get(length + pad)
+        padded = length + -length % BUCKET
+        inputs = [_pad(a[0], padded) for a in (prepared.states, prepared.projected,
+                                               prepared.ext_ids.astype(np.int32))]  # PAD_ID
+        inputs.append(_pad(np.zeros(length, np.float32) if prepared.padding is None
+                           else prepared.padding[0], padded, -np.inf))
+        args = [tf.constant(a) for a in inputs + [state.h[0], state.c[0], np.int32(steps)]]
+        program = self._programs.get(padded)
         if program is None:
-            program = self._programs[length + pad] = self._function.get_concrete_function(*args)
+            program = self._programs[padded] = self._function.get_concrete_function(*args)
         n, ids, logps, attns, copied = program(*args)
         n = int(n)
         ids = ids.numpy()[:n].tolist()
@@ -133,3 +128,10 @@ class CompiledGreedy:
                           list(attns.numpy()[:written, :length]),
                           [_copied(c, t, self.engine.gen_vocab)
                            for c, t in zip(copied.numpy()[:written].tolist(), ids)])
+
+
+def _pad(array: np.ndarray, length: int, fill: float = 0) -> np.ndarray:
+    """`array` followed by `fill` up to `length` rows (numpy's `pad` takes longer)."""
+    out = np.full((length,) + array.shape[1:], fill, array.dtype)
+    out[:len(array)] = array
+    return out

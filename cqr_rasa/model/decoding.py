@@ -1,6 +1,7 @@
 """Greedy and beam decoding, limiting how often an n-gram may recur."""
 import math
-from typing import Callable, Collection, Iterable, List, NamedTuple, Optional, Sequence
+from typing import (Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 
@@ -47,6 +48,22 @@ def _blocked(ids: Sequence[int], n: int, limit: int,
     prefix = ids[start:]
     follows = [ids[i + n - 1] for i in range(start) if ids[i:i + n - 1] == prefix]
     return list(repeat) + [t for t in set(follows) if follows.count(t) >= limit]
+
+
+def breaks_rules(ids: Sequence[int], n: int, limit: int,
+                 doubled: Collection[int] = ()) -> bool:
+    """Whether some id of `ids` is one `_blocked` bars after the ids before it (in one pass:
+    counting the n-grams as they complete)."""
+    counts: Dict[Tuple[int, ...], int] = {}
+    for k, token in enumerate(ids):
+        if k and token == ids[k - 1] and (token not in doubled or ids[k - 2:k - 1] == [token]):
+            return True
+        if n > 0 and k >= n - 1:
+            gram = tuple(ids[k - n + 1:k + 1])
+            if counts.get(gram, 0) >= limit:
+                return True
+            counts[gram] = counts.get(gram, 0) + 1
+    return False
 
 
 def _ban(row: np.ndarray, ids: Iterable[int]) -> None:

@@ -1,7 +1,9 @@
 """Tests of the decoders' limit on recurring n-grams."""
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cqr_rasa.model.decoding import _blocked
+from cqr_rasa.model.decoding import _blocked, breaks_rules
 from cqr_rasa.rewriter import RewriterConfig
 
 
@@ -30,3 +32,10 @@ def test_an_id_the_dialogue_doubles_may_follow_itself_once(ids, expected):
 def test_max_ngram_count_must_be_a_positive_integer(value):
     with pytest.raises(ValueError, match="max_ngram_count"):
         RewriterConfig(max_ngram_count=value)
+
+
+@given(st.lists(st.integers(4, 7), max_size=14), st.integers(0, 4), st.integers(1, 3),
+       st.sets(st.integers(4, 7)))
+def test_breaks_rules_is_blocked_applied_at_every_step(ids, n, limit, doubled):
+    expected = any(t in _blocked(ids[:k], n, limit, doubled) for k, t in enumerate(ids))
+    assert breaks_rules(ids, n, limit, doubled) == expected
