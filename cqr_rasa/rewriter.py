@@ -31,7 +31,7 @@ CONFIG_FILE = "rewriter.json"
 INSERT_BEAM, INSERT_WORDS = 4, 16
 # one dialogue whose utterance has this many tokens is decoded by the compiled program, shorter
 # ones in numpy: a call to the program costs about 0.8 ms before its first step, a numpy step
-# about 0.1 ms against the program's 0.04. On 100 CQR dialogues (D''), numpy against compiled:
+# about 0.1 ms against the program's 0.04. On 100 CQR dialogues (D'''), numpy against compiled:
 # utterances of 3-5 tokens 0.51 against 0.92 ms, 6-8 tokens 1.18 against 1.09, 9-11 tokens 1.91
 # against 1.29, 12-14 tokens 2.46 against 1.45
 COMPILED_FROM = 8
@@ -232,9 +232,8 @@ class Rewriter:
                 doubled: List[Set[int]]) -> List[Hypothesis]:
         """Greedy decoding: by the compiled program for one dialogue with a long utterance (see
         `COMPILED_FROM`), else in numpy."""
-        config = self.config
-        if len(sources) == 1 and len(sources[0].words) - sources[0].utterance_start >= \
-                COMPILED_FROM:
+        config, first = self.config, sources[0]
+        if len(sources) == 1 and len(first.words) - first.utterance_start >= COMPILED_FROM:
             hyp = self.compiled.decode(prepared, state, config.no_repeat_ngram,
                                        config.max_ngram_count, doubled[0])
             if hyp is not None:
