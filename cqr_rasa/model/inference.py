@@ -165,8 +165,9 @@ class Engine:
                                  for k, table in enumerate(self.embeddings)], axis=-1)
         # one thread: two would keep spinning after the call and take the cores from the decoder
         with torch_threads(1), torch.inference_mode():
-            return self.network.run_encoder(torch.from_numpy(inputs),
-                                            torch.from_numpy(valid.sum(1))).numpy()
+            return self.network.run_encoder(
+                torch.from_numpy(inputs),
+                None if valid.all() else torch.from_numpy(valid.sum(1))).numpy()
 
     def _numpy_states(self, features: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """The BiLSTM, both directions advancing together, the backward one reading each

@@ -4,7 +4,7 @@ coverage, and a learned switch mixing generation and copying (See et al. 2017; R
 import contextlib
 import os
 from dataclasses import asdict, dataclass
-from typing import Iterator, NamedTuple, Tuple
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -104,9 +104,9 @@ class PointerGenerator(nn.Module):
         return Encoded(states, batch.source_mask, batch.ext_ids, (h0, c0),
                        self.rewrite_head(pooled).squeeze(-1))
 
-    def run_encoder(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def run_encoder(self, x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         """The BiLSTM's states for embedded dialogues `x` (batch, src_len, input) of `lengths`
-        words: (batch, src_len, 2 * hidden), zero on padding.
+        words (None: all `src_len` long): (batch, src_len, 2 * hidden), zero on padding.
 
         Each direction runs over the padded batch on its own, the backward one on every
         dialogue reversed in place (padding stays at the end), so neither reads padding before a
@@ -115,9 +115,12 @@ class PointerGenerator(nn.Module):
         150 words, and most of a training step."""
         enc = self.encoder
         length = x.size(1)
+        # no padding (always so for one dialogue): one call, 0.2 ms less for 105 words here, and
+        # 0.2 ms more saved when the caller knows it (the checks are six small tensor operations)
+        if lengths is None:
+            return enc(x)[0]
         lengths = lengths.clamp(min=1).cpu().unsqueeze(1)
         if bool((lengths == length).all()):
-            # no padding (always so for one dialogue): one call, 0.2 ms less for 105 words here
             return enc(x)[0]
         positions = torch.arange(length)
         # shape: (batch, src_len): the reversal, its own inverse
