@@ -8,13 +8,15 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import (TYPE_CHECKING, Collection, Dict, Iterable, List, Optional, Sequence, Set,
+                    Tuple, Union)
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from spacy.lang.en.stop_words import STOP_WORDS
 
-from cqr_rasa.dialogue import Rewrite, Turn
+from cqr_rasa.dialogue import Example, Rewrite, Turn
 from cqr_rasa.features import (NO_LABEL, PAD_ID, UNK_ID, FeatureSpace, Source, clean_text,
                                detokenize)
 from cqr_rasa.model import Engine, Hypothesis, NetworkConfig, PointerGenerator, beam_search, greedy
@@ -88,8 +90,13 @@ class Rewriter:
     """A trained pointer-generator with its vocabularies and run-time settings."""
 
     def __init__(self, features: FeatureSpace, network: PointerGenerator,
-                 config: Optional[RewriterConfig] = None) -> None:
+                 config: Optional[RewriterConfig] = None,
+                 droppable: Optional[Collection[str]] = None) -> None:
         self.features = features
+        # words (lowercased) the training rewrites left out of an utterance: a rewrite may leave
+        # out only these (see `_drops_own_words`); None (models saved before it existed): any
+        # word in plain ASCII
+        self.droppable = None if droppable is None else frozenset(droppable)
         self.network = network.eval()
         self.engine = Engine(self.network)
         self.config = config or RewriterConfig()
@@ -219,7 +226,7 @@ class Rewriter:
             text = detokenize(words, glued)
             confidence = p * math.exp(sum(hyp.logps) / max(1, len(hyp.logps)))
             if (not text or " ".join(text.split()) == utterance
-                    or _drops_unknown_words(source, self.features, words)):
+                    or _drops_own_words(source, self.features, words, self.droppable)):
                 out.append(Rewrite(utterance, confidence, False, rewrite_probability=p))
                 continue
             own = {w.lower() for w in source.words[source.utterance_start:]}
@@ -273,6 +280,7 @@ class Rewriter:
         save_file(state, str(weights))
         meta = {"format_version": FORMAT_VERSION, "network": self.network.config.to_dict(),
                 "features": self.features.to_dict(), "rewriter": asdict(self.config),
+                "droppable_words": None if self.droppable is None else sorted(self.droppable),
                 "weights_sha256": _sha256(weights)}
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return directory
@@ -295,6 +303,9 @@ class Rewriter:
             features = FeatureSpace.from_dict(meta["features"])
             known = {f.name for f in fields(RewriterConfig)}
             saved = RewriterConfig(**{k: v for k, v in meta["rewriter"].items() if k in known})
+            droppable = meta.get("droppable_words")
+            if droppable is not None and not all(isinstance(w, str) for w in droppable):
+                raise ValueError("droppable_words must be a list of strings")
         except ModelFileError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -311,7 +322,7 @@ class Rewriter:
             network.load_state_dict(state)
         except (SafetensorError, RuntimeError, OSError) as error:
             raise ModelFileError(f"{weights}: cannot be loaded ({error}); retrain.") from error
-        return cls(features, network, config)
+        return cls(features, network, config, droppable)
 
 
 def surface(token: int, attention: Sequence[float], source: Source, hits: List[int],
@@ -340,20 +351,44 @@ def _doubled_ids(source: Source) -> Set[int]:
     return {a for a, b, t, u in zip(ids, ids[1:], turns, turns[1:]) if a == b and t == u}
 
 
-def _drops_unknown_words(source: Source, features: FeatureSpace, words: Sequence[str]) -> bool:
-    """Whether a rewrite left out a word of the utterance written in characters the network never
-    learned from: emoji, symbols, other alphabets.
+def droppable_words(examples: Iterable[Example], features: FeatureSpace) -> Set[str]:
+    """The words (lowercased) that some rewrite, or alternative rewrite, of `examples` leaves out
+    of its utterance: "their", "there", "it", "ok", ..."""
+    def words(text: str) -> Set[str]:
+        return {token.text.lower() for token in features.tokenizer(text)}
 
-    Such words are the user's own content, not references the rewriter knows how to resolve, and a
-    rewrite that loses one ("play their latest album \U0001F3B8" -> "play Imagine latest album by
-    Dragons") is mistaken whatever its confidence; the utterance is kept instead. (Unknown words in
-    plain ASCII are left to the network: in a small bot's data "the store" may well be a
-    reference it has learned to replace.)
+    dropped: Set[str] = set()
+    for example in examples:
+        own = words(example.utterance.text)
+        for target in [example.rewrite] + example.alternatives:
+            dropped |= own - words(target)
+    return dropped
+
+
+def _drops_own_words(source: Source, features: FeatureSpace, words: Sequence[str],
+                     droppable: Optional[Collection[str]]) -> bool:
+    """Whether a rewrite left out a word of the utterance that it should have kept.
+
+    Resolving a reference replaces a few words ("their", "there"); a rewrite that loses others
+    ("could you please play their latest album" -> "could you Imagine Dragons' latest album",
+    "play their latest album \U0001F3B8" -> "play Imagine latest album by Dragons") has lost the
+    user's own content, whatever its confidence, and the utterance is kept instead. Besides the
+    words in `droppable`, English stop words ("and in dallas?" -> "how's the weather in dallas
+    tomorrow?") and ASCII punctuation may always go. Without `droppable` (models saved before it
+    was recorded) only words in characters the network never learned from count: emoji,
+    symbols, other alphabets.
     """
     kept = {w.lower() for w in words}
-    return any(not word.isascii() and word.lower() not in features.words.stoi
-               and word.lower() not in kept
-               for word in source.words[source.utterance_start:])
+    for word in source.words[source.utterance_start:]:
+        lower = word.lower()
+        if lower in kept or (word.isascii() and not any(ch.isalnum() for ch in word)):
+            continue  # kept, or ASCII punctuation
+        if droppable is None:
+            if not word.isascii() and lower not in features.words.stoi:
+                return True
+        elif lower not in droppable and lower not in STOP_WORDS:
+            return True
+    return False
 
 
 def _sha256(path: Path) -> str:

@@ -12,7 +12,7 @@ from cqr_rasa.augment import swap_entities, value_pool
 from cqr_rasa.dialogue import Example
 from cqr_rasa.features import Batch, FeatureSpace, Source, make_batch
 from cqr_rasa.model import NetworkConfig, PointerGenerator, torch_threads
-from cqr_rasa.rewriter import Rewriter, RewriterConfig
+from cqr_rasa.rewriter import Rewriter, RewriterConfig, droppable_words
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,10 @@ def _train(examples: Sequence[Example], config: TrainConfig,
             len(features.words), len(features.gen), len(features.intents), len(features.types),
             word_dim=config.word_dim, hidden=config.hidden, attention=config.attention,
             dropout=config.dropout))
+        droppable = droppable_words(examples, features)
     else:
         features, network = initial.features, copy.deepcopy(initial.network)
+        droppable = droppable_words(examples, features) | (initial.droppable or set())
     encode = lambda e: features.encode_source(e.turns[-window:])  # noqa: E731
     originals = [(e, encode(e)) for e in trn]
     pool = value_pool(trn, extra_values)
@@ -142,7 +144,7 @@ def _train(examples: Sequence[Example], config: TrainConfig,
             if stale >= config.patience:
                 break
     network.load_state_dict(best_state)
-    return Rewriter(features, network.eval(), rewriter_config)
+    return Rewriter(features, network.eval(), rewriter_config, droppable)
 
 
 def _epoch_items(originals: Sequence[Tuple[Example, Source]], pool, config: TrainConfig,

@@ -27,7 +27,8 @@ from cqr_rasa.rewriter import (
     ModelFileError,
     Rewriter,
     RewriterConfig,
-    _drops_unknown_words,
+    _drops_own_words,
+    droppable_words,
 )
 from cqr_rasa.training import TrainConfig, train
 
@@ -201,6 +202,7 @@ def test_save_writes_the_two_files(saved):
 def test_save_load_round_trip_gives_identical_rewrites(rewriter, saved):
     loaded = Rewriter.load(saved)
     assert loaded.config == rewriter.config
+    assert loaded.droppable == rewriter.droppable
     assert loaded.features.to_dict() == rewriter.features.to_dict()
     for expected, got in zip(rewriter.rewrite_batch(PROBES), loaded.rewrite_batch(PROBES)):
         assert got.text == expected.text
@@ -269,7 +271,16 @@ def test_load_wrong_format_version(model_copy, version):
     assert "format_version" in expect_error(model_copy, CONFIG_FILE)
 
 
-@pytest.mark.parametrize("damage", ["not json", "no network", "bad beam", "wrong shape"])
+def test_a_model_saved_without_droppable_words_loads_without_them(model_copy):
+    config = model_copy / CONFIG_FILE
+    meta = json.loads(config.read_text(encoding="utf-8"))
+    del meta["droppable_words"]
+    config.write_text(json.dumps(meta), encoding="utf-8")
+    assert Rewriter.load(model_copy).droppable is None
+
+
+@pytest.mark.parametrize("damage", ["not json", "no network", "bad beam", "wrong shape",
+                                    "bad droppable"])
 def test_load_invalid_config(model_copy, damage):
     config = model_copy / CONFIG_FILE
     meta = json.loads(config.read_text(encoding="utf-8"))
@@ -281,6 +292,8 @@ def test_load_invalid_config(model_copy, damage):
         del meta["network"]
     elif damage == "bad beam":
         meta["rewriter"]["beam_size"] = 0
+    elif damage == "bad droppable":
+        meta["droppable_words"] = ["their", 3]
     else:  # the weights no longer fit the declared sizes
         meta["network"]["hidden"] += 1
     config.write_text(json.dumps(meta), encoding="utf-8")
@@ -453,16 +466,38 @@ def test_sources_point_at_the_turn_the_artist_came_from(saved):
         assert turn is None or 0 <= turn < len(turns) - 1
 
 
-def test_a_rewrite_never_drops_emoji_or_other_alphabets(rewriter):
-    turns = UNSEEN[:-1] + [Turn(USER, "play their latest album \U0001F3B8 schön")]
+def test_a_rewrite_drops_only_words_the_training_rewrites_dropped(rewriter):
+    # the training rewrites leave out "their" ("play Coldplay's latest album") and nothing else
+    assert rewriter.droppable == {"their"}
+    turns = UNSEEN[:-1] + [Turn(USER, "please play their latest album \U0001F3B8 schön")]
     source = rewriter.features.encode_source(turns)
-    complete = ["play", "Zorblax", "Quintet", "'", "latest", "album", "\U0001F3B8", "schön"]
-    assert not _drops_unknown_words(source, rewriter.features, complete)
-    assert _drops_unknown_words(source, rewriter.features, complete[:-1])
-    # known words may go
-    assert not _drops_unknown_words(source, rewriter.features, ["play", "\U0001F3B8", "schön"])
+    complete = ["please", "play", "Zorblax", "Quintet", "'", "latest", "album", "\U0001F3B8",
+                "schön"]
+
+    def drops(words, droppable=rewriter.droppable):
+        return _drops_own_words(source, rewriter.features, words, droppable)
+
+    assert not drops(complete)  # without "their"
+    for lost in ("play", "latest", "schön", "\U0001F3B8"):
+        assert drops([w for w in complete if w != lost]), lost
+    assert not drops(complete[1:])  # "please": a stop word
+    # a model saved without the list keeps only words in characters it never learned from
+    assert not drops(["play", "\U0001F3B8", "schön"], None)
+    assert drops(["play", "latest", "album", "schön"], None)
     result = rewriter.rewrite(turns)
     assert "\U0001F3B8" in result.text and "schön" in result.text
+    # ASCII punctuation may always go
+    asked = rewriter.features.encode_source(UNSEEN[:-1] + [Turn(USER, "play their album?!")])
+    assert not _drops_own_words(asked, rewriter.features, ["play", "Zorblax", "Quintet", "'",
+                                                           "album"], rewriter.droppable)
+
+
+def test_droppable_words_come_from_every_target(rewriter):
+    question = "who sings yellow"
+    example = Example([Turn(USER, question), Turn(BOT, "'Yellow' is by Coldplay"),
+                       Turn(USER, "ok play it there")], "play Yellow by Coldplay",
+                      alternatives=["ok play Yellow by Coldplay here"])
+    assert droppable_words([example], rewriter.features) == {"ok", "it", "there"}
 
 
 def test_utterance_with_control_characters_is_cleaned(rewriter):
