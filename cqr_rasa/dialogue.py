@@ -61,7 +61,9 @@ class Rewrite:
     """What the rewriter returns for one dialogue.
 
     `sources` maps each inserted output word (index into `tokens`) to the index of the context turn
-    it was copied from (`None` when it was generated from the vocabulary).
+    it was copied from (`None` when it was generated from the vocabulary). `dropped` holds the
+    utterance's words that a refused rewrite left out (see `Rewriter`); the text is then the
+    utterance's.
     """
 
     text: str
@@ -70,4 +72,5 @@ class Rewrite:
     tokens: List[str] = field(default_factory=list)
     sources: Dict[int, Optional[int]] = field(default_factory=dict)
     rewrite_probability: float = 0.0
+    dropped: List[str] = field(default_factory=list)
 

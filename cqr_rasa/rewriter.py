@@ -141,7 +141,12 @@ class Rewriter:
             # whitespace words never outnumber tokens: huge inputs stop here, before encoding
             if len(window) >= 2 and text and len(text.split()) <= longest:
                 source = self.features.encode_source(window)
-                if len(source.words) - source.utterance_start <= longest:
+                own = source.words[source.utterance_start:]
+                # nor utterances wholly in characters the network never learned from (emoji,
+                # other alphabets): nothing it learned applies to them
+                if len(own) <= longest and not all(
+                        not w.isascii() and w.lower() not in self.features.words.stoi
+                        for w in own):
                     pending.append((i, window, offset))
                     sources.append(source)
                     continue
@@ -225,9 +230,10 @@ class Rewriter:
                 last = at
             text = detokenize(words, glued)
             confidence = p * math.exp(sum(hyp.logps) / max(1, len(hyp.logps)))
-            if (not text or " ".join(text.split()) == utterance
-                    or _drops_own_words(source, self.features, words, self.droppable)):
-                out.append(Rewrite(utterance, confidence, False, rewrite_probability=p))
+            dropped = _dropped_own_words(source, self.features, words, self.droppable)
+            if not text or " ".join(text.split()) == utterance or dropped:
+                out.append(Rewrite(utterance, confidence, False, rewrite_probability=p,
+                                   dropped=dropped))
                 continue
             own = {w.lower() for w in source.words[source.utterance_start:]}
             sources_of = {k: (None if t is None else t + offset)
@@ -365,9 +371,9 @@ def droppable_words(examples: Iterable[Example], features: FeatureSpace) -> Set[
     return dropped
 
 
-def _drops_own_words(source: Source, features: FeatureSpace, words: Sequence[str],
-                     droppable: Optional[Collection[str]]) -> bool:
-    """Whether a rewrite left out a word of the utterance that it should have kept.
+def _dropped_own_words(source: Source, features: FeatureSpace, words: Sequence[str],
+                       droppable: Optional[Collection[str]]) -> List[str]:
+    """The words of the utterance a rewrite left out that it should have kept.
 
     Resolving a reference replaces a few words ("their", "there"); a rewrite that loses others
     ("could you please play their latest album" -> "could you Imagine Dragons' latest album",
@@ -379,16 +385,15 @@ def _drops_own_words(source: Source, features: FeatureSpace, words: Sequence[str
     symbols, other alphabets.
     """
     kept = {w.lower() for w in words}
+    dropped = []
     for word in source.words[source.utterance_start:]:
         lower = word.lower()
         if lower in kept or (word.isascii() and not any(ch.isalnum() for ch in word)):
             continue  # kept, or ASCII punctuation
-        if droppable is None:
-            if not word.isascii() and lower not in features.words.stoi:
-                return True
-        elif lower not in droppable and lower not in STOP_WORDS:
-            return True
-    return False
+        if (lower not in droppable and lower not in STOP_WORDS if droppable is not None
+                else not word.isascii() and lower not in features.words.stoi):
+            dropped.append(word)
+    return dropped
 
 
 def _sha256(path: Path) -> str:

@@ -27,7 +27,7 @@ from cqr_rasa.rewriter import (
     ModelFileError,
     Rewriter,
     RewriterConfig,
-    _drops_own_words,
+    _dropped_own_words,
     droppable_words,
 )
 from cqr_rasa.training import TrainConfig, train
@@ -475,21 +475,30 @@ def test_a_rewrite_drops_only_words_the_training_rewrites_dropped(rewriter):
                 "schön"]
 
     def drops(words, droppable=rewriter.droppable):
-        return _drops_own_words(source, rewriter.features, words, droppable)
+        return _dropped_own_words(source, rewriter.features, words, droppable)
 
     assert not drops(complete)  # without "their"
     for lost in ("play", "latest", "schön", "\U0001F3B8"):
-        assert drops([w for w in complete if w != lost]), lost
+        assert drops([w for w in complete if w != lost]) == [lost]
     assert not drops(complete[1:])  # "please": a stop word
     # a model saved without the list keeps only words in characters it never learned from
     assert not drops(["play", "\U0001F3B8", "schön"], None)
     assert drops(["play", "latest", "album", "schön"], None)
     result = rewriter.rewrite(turns)
     assert "\U0001F3B8" in result.text and "schön" in result.text
+    assert result.changed or result.dropped  # refused rewrites say what they left out
     # ASCII punctuation may always go
     asked = rewriter.features.encode_source(UNSEEN[:-1] + [Turn(USER, "play their album?!")])
-    assert not _drops_own_words(asked, rewriter.features, ["play", "Zorblax", "Quintet", "'",
-                                                           "album"], rewriter.droppable)
+    assert not _dropped_own_words(asked, rewriter.features, ["play", "Zorblax", "Quintet", "'",
+                                                             "album"], rewriter.droppable)
+
+
+@pytest.mark.parametrize("text", ["\u0634\u063a\u0644 \u0623\u0644\u0628\u0648\u0645\u0647\u0645",
+                                  "\u64ad\u653e\u4ed6\u4eec\u7684\u6700\u65b0\u4e13\u8f91",
+                                  "\U0001F3B8\U0001F525"])
+def test_an_utterance_wholly_in_unknown_characters_is_left_alone(rewriter, text):
+    result = rewriter.rewrite(UNSEEN[:-1] + [Turn(USER, text)])
+    assert (result.text, result.changed, result.confidence) == (text, False, 1.0)
 
 
 def test_droppable_words_come_from_every_target(rewriter):

@@ -224,6 +224,9 @@ class ContextualQueryRewriter(GraphComponent):
                       if self.config.copy_intent_entities_only else None)
         rewrite = self._rewriter.rewrite(history + [current], copy_types)
         info.update(rewritten_text=rewrite.text, confidence=round(rewrite.confidence, 4))
+        if rewrite.dropped:
+            info.update(rewritten_text=text, reason="drops_words", dropped=rewrite.dropped)
+            return message
         if not rewrite.changed:
             info.update(rewritten_text=text, reason="unchanged")
             return message

@@ -89,6 +89,17 @@ def test_nothing_to_resolve_is_left_alone(agent):
     assert info["reason"] == "unchanged"
 
 
+def test_a_rewrite_that_drops_the_users_words_is_refused(agent):
+    """The example bot's rewriter leaves the emoji out of this rewrite: the message goes on as
+    it was sent, and the `rewrite` object says what the refused rewrite left out."""
+    text = "play their latest album \U0001F3B8\U0001F525"
+    _, tracker = talk(agent, "who sings believer", text)
+    turn = user_turns(tracker)[-1]
+    info = turn.parse_data[REWRITE_KEY]
+    assert (turn.text, info["applied"], info["reason"]) == (text, False, "drops_words")
+    assert info["rewritten_text"] == text and "\U0001F3B8" in info["dropped"]
+
+
 def test_first_turn_has_no_history(agent):
     parse = run(agent.parse_message("play their latest album"))
     assert parse["text"] == "play their latest album"
