@@ -93,9 +93,8 @@ class Rewriter:
                  config: Optional[RewriterConfig] = None,
                  droppable: Optional[Collection[str]] = None) -> None:
         self.features = features
-        # words (lowercased) the training rewrites left out of an utterance: a rewrite may leave
-        # out only these (see `_drops_own_words`); None (models saved before it existed): any
-        # word in plain ASCII
+        # words (lowercased) the training rewrites left out of an utterance, which a rewrite may
+        # leave out too (see `_dropped_own_words`); None for models saved before it existed
         self.droppable = None if droppable is None else frozenset(droppable)
         self.network = network.eval()
         self.engine = Engine(self.network)
@@ -144,9 +143,7 @@ class Rewriter:
                 own = source.words[source.utterance_start:]
                 # nor utterances wholly in characters the network never learned from (emoji,
                 # other alphabets): nothing it learned applies to them
-                if len(own) <= longest and not all(
-                        not w.isascii() and w.lower() not in self.features.words.stoi
-                        for w in own):
+                if len(own) <= longest and not all(_unlearned(w, self.features) for w in own):
                     pending.append((i, window, offset))
                     sources.append(source)
                     continue
@@ -310,7 +307,8 @@ class Rewriter:
             known = {f.name for f in fields(RewriterConfig)}
             saved = RewriterConfig(**{k: v for k, v in meta["rewriter"].items() if k in known})
             droppable = meta.get("droppable_words")
-            if droppable is not None and not all(isinstance(w, str) for w in droppable):
+            if droppable is not None and not (isinstance(droppable, list)
+                                              and all(isinstance(w, str) for w in droppable)):
                 raise ValueError("droppable_words must be a list of strings")
         except ModelFileError:
             raise
@@ -391,9 +389,15 @@ def _dropped_own_words(source: Source, features: FeatureSpace, words: Sequence[s
         if lower in kept or (word.isascii() and not any(ch.isalnum() for ch in word)):
             continue  # kept, or ASCII punctuation
         if (lower not in droppable and lower not in STOP_WORDS if droppable is not None
-                else not word.isascii() and lower not in features.words.stoi):
+                else _unlearned(word, features)):
             dropped.append(word)
     return dropped
+
+
+def _unlearned(word: str, features: FeatureSpace) -> bool:
+    """Whether a word is written in characters the network never learned from (emoji, symbols,
+    other alphabets): outside ASCII and not in its vocabulary."""
+    return not word.isascii() and word.lower() not in features.words.stoi
 
 
 def _sha256(path: Path) -> str:
