@@ -100,10 +100,11 @@ def _train(examples: Sequence[Example], config: TrainConfig,
             len(features.words), len(features.gen), len(features.intents), len(features.types),
             word_dim=config.word_dim, hidden=config.hidden, attention=config.attention,
             dropout=config.dropout))
-        droppable = droppable_words(examples, features)
     else:
         features, network = initial.features, copy.deepcopy(initial.network)
-        droppable = droppable_words(examples, features) | (initial.droppable or set())
+    droppable = droppable_words(examples, features)
+    if initial is not None and initial.droppable:
+        droppable |= initial.droppable
     encode = lambda e: features.encode_source(e.turns[-window:])  # noqa: E731
     originals = [(e, encode(e)) for e in trn]
     pool = value_pool(trn, extra_values)

@@ -6,7 +6,7 @@ arithmetic). Here the whole loop, every step until EOS, is one XLA program compu
 `Engine.step` computes from the same folded weights, so a rewrite's decoding is one call.
 
 XLA compiles a program per input shape, so a dialogue is padded to a multiple of `BUCKET` words;
-each length is compiled on its first use (about 0.5-0.8 s) or ahead by `warm_up`. No value
+each length is compiled on its first use (0.35-0.8 s here) or ahead by `warm_up`. No value
 may decide a shape inside the program (an index written `logp[prev]` would: XLA would then
 compile anew for every dialogue), hence `tf.gather` throughout.
 

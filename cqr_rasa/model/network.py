@@ -115,12 +115,11 @@ class PointerGenerator(nn.Module):
         150 words, and most of a training step."""
         enc = self.encoder
         length = x.size(1)
+        if lengths is not None:
+            lengths = lengths.clamp(min=1).cpu().unsqueeze(1)
         # no padding (always so for one dialogue): one call, 0.2 ms less for 105 words here, and
-        # 0.2 ms more saved when the caller knows it (the checks are six small tensor operations)
-        if lengths is None:
-            return enc(x)[0]
-        lengths = lengths.clamp(min=1).cpu().unsqueeze(1)
-        if bool((lengths == length).all()):
+        # 0.07 ms less again when the caller says so (None) rather than the lengths showing it
+        if lengths is None or bool((lengths == length).all()):
             return enc(x)[0]
         positions = torch.arange(length)
         # shape: (batch, src_len): the reversal, its own inverse

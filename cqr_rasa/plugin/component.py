@@ -224,11 +224,10 @@ class ContextualQueryRewriter(GraphComponent):
                       if self.config.copy_intent_entities_only else None)
         rewrite = self._rewriter.rewrite(history + [current], copy_types)
         info.update(rewritten_text=rewrite.text, confidence=round(rewrite.confidence, 4))
-        if rewrite.dropped:
-            info.update(rewritten_text=text, reason="drops_words", dropped=rewrite.dropped)
-            return message
         if not rewrite.changed:
             info.update(rewritten_text=text, reason="unchanged")
+            if rewrite.dropped:  # a rewrite was written, and refused
+                info.update(reason="drops_words", dropped=rewrite.dropped)
             return message
         if rewrite.confidence < self.config.min_confidence:
             info["reason"] = "low_confidence"
@@ -378,6 +377,6 @@ def _intent_entity_types(training_data: TrainingData,
         carried = new_gold_values(example)
         found = {span.entity for turn in example.context for span in turn.entities
                  if normalize(span_value(turn, span)) in carried}
-        if example.turns[-1].intent and found:
-            types.setdefault(example.turns[-1].intent, set()).update(found)
+        if example.utterance.intent and found:
+            types.setdefault(example.utterance.intent, set()).update(found)
     return {intent: sorted(found) for intent, found in types.items()}
