@@ -1,6 +1,7 @@
 """`cqr-rasa`: train, evaluate and benchmark rewriters. Argument parsing only."""
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -57,6 +58,9 @@ def _decoding(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    # TensorFlow (imported by transformers and the compiled decoder) prints no C++ INFO lines,
+    # as under Rasa's commands
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         if args.command == "train":
             from cqr_rasa.commands import train_command

@@ -20,7 +20,7 @@ from cqr_rasa.dialogue import Example, Rewrite, Turn
 from cqr_rasa.features import (NO_LABEL, PAD_ID, UNK_ID, FeatureSpace, Source, clean_text,
                                detokenize)
 from cqr_rasa.model import Engine, Hypothesis, NetworkConfig, PointerGenerator, beam_search, greedy
-from cqr_rasa.model.inference import Prepared, State
+from cqr_rasa.model.inference import Encoding, Prepared, State
 
 if TYPE_CHECKING:
     from cqr_rasa.model.compiled import CompiledGreedy
@@ -31,12 +31,16 @@ CONFIG_FILE = "rewriter.json"
 # the search for an insertion (see `RewriterConfig`): its beam width, and how many words it may
 # add, which bounds its cost (16 rather than 64 changed 1 of 940 cross-validated CQR rewrites)
 INSERT_BEAM, INSERT_WORDS = 4, 16
-# one dialogue whose utterance has this many tokens is decoded by the compiled program, shorter
-# ones in numpy: a call to the program costs about 0.8 ms before its first step, a numpy step
-# about 0.1 ms against the program's 0.04. On 100 CQR dialogues (D'''), numpy against compiled:
-# utterances of 3-5 tokens 0.51 against 0.92 ms, 6-8 tokens 1.18 against 1.09, 9-11 tokens 1.91
-# against 1.29, 12-14 tokens 2.46 against 1.45
-COMPILED_FROM = 8
+# one dialogue of this many words or more, decoded greedily, is encoded (and decoded, when it
+# needs a rewrite) by the compiled program; shorter ones and batches in numpy. A call to the
+# program costs about 0.6 ms whatever it computes (0.28 ms to call any TensorFlow program here),
+# against about 16 us a word for numpy's encoder and 0.1 ms a numpy decoder step. On 200 CQR dev
+# dialogues (D'''), medians, numpy against compiled: turns left unchanged 0.89 against 1.23 ms
+# under 32 words, 1.33 against 1.38 ms at 32-63, 1.87 against 1.55 ms at 64-95; rewritten turns
+# 3.0-6.3 against 1.7-3.2 ms at every length. In the example bot (34 words) the program cost
+# 0.77 ms more on a turn left unchanged and saved 1.4 ms on a rewritten one; most turns are the
+# former.
+COMPILED_FROM = 64
 
 
 class ModelFileError(ValueError):
@@ -109,11 +113,11 @@ class Rewriter:
             self._compiled = CompiledGreedy(self.engine, self.features.max_target_tokens)
         return self._compiled
 
-    def warm_up(self, up_to: int = 64) -> None:
-        """Compiles the single-dialogue decoder for dialogues of up to `up_to` words now; a
-        longer one's program is compiled on its first use (a few tenths of a second each)."""
+    def warm_up(self, up_to: int = 96) -> None:
+        """Compiles the program for single dialogues (see `COMPILED_FROM`) of up to `up_to`
+        words now; a longer one's is compiled on its first use (about a second each)."""
         if self.config.beam_size == 1:
-            self.compiled.warm_up(up_to)
+            self.compiled.warm_up(COMPILED_FROM, up_to)
 
     def rewrite(self, turns: Sequence[Turn],
                 copy_types: Optional[Collection[str]] = None) -> Rewrite:
@@ -178,28 +182,29 @@ class Rewriter:
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]],
                 copy_types: List[Optional[Collection[str]]]) -> List[Rewrite]:
         config, max_len = self.config, self.features.max_target_tokens
-        encoding, p_rewrite = self.engine.encode(sources)
-        if max(p_rewrite) < config.rewrite_threshold:
-            hyps = [None] * len(sources)  # nothing to resolve anywhere: no decoding needed
+        threshold = config.rewrite_threshold
+        doubled = [_doubled_ids(source) for source in sources]
+        first = sources[0]
+        if len(sources) == 1 and config.beam_size == 1 and len(first.words) >= COMPILED_FROM:
+            # encoded, and decoded if it needs a rewrite, by one compiled program
+            found = self.compiled.rewrite(first, self._uncopyable(first, copy_types[0]),
+                                          threshold, config.no_repeat_ngram,
+                                          config.max_ngram_count, doubled[0])
+            p_rewrite, prepared, state = [found.p_rewrite], found.prepared, found.state
+            hyps: List[Optional[Hypothesis]] = [found.hypothesis]
         else:
-            prepared, state = self.engine.prepare(encoding)
-            # only for dialogues being decoded: most turns stop at the encoding
-            uncopyable = [self._uncopyable(source, types)
-                          for source, types in zip(sources, copy_types)]
-            if any(uncopyable):
-                # PAD's id, which decoding never writes, takes such positions' copy mass
-                ext_ids = prepared.ext_ids.copy()
-                for row, positions in enumerate(uncopyable):
-                    ext_ids[row, positions] = PAD_ID
-                prepared = prepared._replace(ext_ids=ext_ids)
-            doubled = [_doubled_ids(source) for source in sources]
-            if config.beam_size > 1:
-                hyps = [beam_search(self.engine, prepared.take(row), state.take(row),
-                                    config.beam_size, max_len, config.no_repeat_ngram,
-                                    config.max_ngram_count, config.eos_penalty, doubled[row[0]])
-                        for row in np.arange(len(sources))[:, None]]
-            else:
-                hyps = self._greedy(sources, prepared, state, doubled)
+            encoding, p_rewrite = self.engine.encode(sources)
+            hyps = [None] * len(sources)
+            if max(p_rewrite) >= threshold:  # only then: most turns stop at the encoding
+                prepared, state = self._prepare(encoding, sources, copy_types)
+        if max(p_rewrite) >= threshold:
+            if None in hyps:  # not decoded by the program, or its rewrite broke the rules
+                hyps = ([beam_search(self.engine, prepared.take(row), state.take(row),
+                                     config.beam_size, max_len, config.no_repeat_ngram,
+                                     config.max_ngram_count, config.eos_penalty, doubled[row[0]])
+                         for row in np.arange(len(sources))[:, None]] if config.beam_size > 1
+                        else greedy(self.engine, prepared, state, max_len,
+                                    config.no_repeat_ngram, config.max_ngram_count, doubled))
             for row, (source, hyp, p) in enumerate(zip(sources, hyps, p_rewrite)):
                 if (config.insert_threshold < 1.0 and p >= config.insert_threshold
                         and hyp.ids == source.ext_ids[source.utterance_start:]):
@@ -208,7 +213,7 @@ class Rewriter:
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text
-            if p < self.config.rewrite_threshold:
+            if p < threshold:
                 out.append(Rewrite(utterance, 1.0 - p, False, rewrite_probability=p))
                 continue
             words, turns, glued, last = [], [], [], None
@@ -238,18 +243,19 @@ class Rewriter:
             out.append(Rewrite(text, confidence, True, words, sources_of, p))
         return out
 
-    def _greedy(self, sources: List[Source], prepared: Prepared, state: State,
-                doubled: List[Set[int]]) -> List[Hypothesis]:
-        """Greedy decoding: by the compiled program for one dialogue with a long utterance (see
-        `COMPILED_FROM`), else in numpy."""
-        config, first = self.config, sources[0]
-        if len(sources) == 1 and len(first.words) - first.utterance_start >= COMPILED_FROM:
-            hyp = self.compiled.decode(prepared, state, config.no_repeat_ngram,
-                                       config.max_ngram_count, doubled[0])
-            if hyp is not None:
-                return [hyp]
-        return greedy(self.engine, prepared, state, self.features.max_target_tokens,
-                      config.no_repeat_ngram, config.max_ngram_count, doubled)
+    def _prepare(self, encoding: Encoding, sources: List[Source],
+                 copy_types: List[Optional[Collection[str]]]) -> Tuple[Prepared, State]:
+        """`Engine.prepare`, with the positions `copy_types` excludes made uncopyable."""
+        prepared, state = self.engine.prepare(encoding)
+        uncopyable = [self._uncopyable(source, types)
+                      for source, types in zip(sources, copy_types)]
+        if any(uncopyable):
+            # PAD's id, which decoding never writes, takes such positions' copy mass
+            ext_ids = prepared.ext_ids.copy()
+            for row, positions in enumerate(uncopyable):
+                ext_ids[row, positions] = PAD_ID
+            prepared = prepared._replace(ext_ids=ext_ids)
+        return prepared, state
 
     def _insertion(self, prepared: Prepared, state: State, source: Source,
                    unchanged: Hypothesis, doubled: Collection[int]) -> Hypothesis:

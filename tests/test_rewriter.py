@@ -141,7 +141,7 @@ def test_copy_types_keep_other_entity_types_from_being_copied(rewriter):
                    Turn(USER, ASK)]
     assert (rewriter.rewrite(unseen_type, copy_types={"song"}).text
             == rewriter.rewrite(unseen_type).text == "play Zorblax Quintet's latest album")
-    # batches are decoded in numpy, one dialogue by the compiled program: the same to rounding
+    # a batch and one dialogue: the same to rounding
     batch = rewriter.rewrite_batch([UNSEEN, UNSEEN], [{"song"}, None])
     for got, single in zip(batch, [banned, rewriter.rewrite(UNSEEN)]):
         assert dataclasses.replace(got, confidence=0) == dataclasses.replace(single, confidence=0)
@@ -331,20 +331,33 @@ def test_rewrite_batch_equals_single_rewrites(rewriter):
         assert got.sources == single.sources
 
 
+# a first turn long enough that the dialogue reaches `COMPILED_FROM` words
+LONG = [Turn(BOT, "hi! I can play any song, album or playlist you like, tell you who sings a "
+                  "song or what is new this week, and show you what your friends are listening "
+                  "to right now, or what they liked best last month; just ask me.")] + UNSEEN
+
+
 @pytest.mark.parametrize("max_len", [64, 3])
-def test_one_dialogue_is_decoded_by_the_compiled_program_as_numpy_would(rewriter, max_len):
-    """The compiled (XLA) greedy decoder, which `rewrite` uses for one dialogue, writes what
-    numpy's writes, whether the rewrite ends or reaches the length limit."""
+def test_one_dialogue_is_rewritten_by_the_compiled_program_as_numpy_would(rewriter, max_len):
+    """The compiled (XLA) program, which `rewrite` uses for one long dialogue, encodes it and
+    decodes greedily as `Engine` and numpy do, whether the rewrite ends or reaches the length
+    limit."""
     from cqr_rasa.model import greedy
     from cqr_rasa.model.compiled import CompiledGreedy
 
     compiled, engine = CompiledGreedy(rewriter.engine, max_len), rewriter.engine
     config, cut = rewriter.config, 0
-    for turns in PROBES:
+    for turns in PROBES + [LONG]:
         source = rewriter.features.encode_source(rewriter.window(turns)[0])
-        prepared, state = engine.prepare(engine.encode([source])[0])
-        mine = compiled.decode(prepared, state, config.no_repeat_ngram, config.max_ngram_count,
-                               set())
+        encoding, p_rewrite = engine.encode([source])
+        prepared, state = engine.prepare(encoding)
+        found = compiled.rewrite(source, [], config.rewrite_threshold, config.no_repeat_ngram,
+                                 config.max_ngram_count, set())
+        assert found.p_rewrite == pytest.approx(p_rewrite[0], abs=1e-5)
+        if found.p_rewrite < config.rewrite_threshold:
+            assert found.hypothesis is None
+            continue
+        mine = found.hypothesis
         theirs = greedy(engine, prepared, state, max_len, config.no_repeat_ngram,
                         config.max_ngram_count, [set()])[0]
         assert mine.ids == theirs.ids and mine.copied == theirs.copied
@@ -356,19 +369,25 @@ def test_one_dialogue_is_decoded_by_the_compiled_program_as_numpy_would(rewriter
     assert bool(cut) == (max_len == 3)
 
 
-def test_a_long_utterance_alone_is_decoded_by_the_compiled_program(saved):
-    """`rewrite` decodes one dialogue whose utterance has `COMPILED_FROM` tokens or more with the
+def test_a_long_dialogue_alone_is_rewritten_by_the_compiled_program(saved):
+    """`rewrite` encodes and decodes one dialogue of `COMPILED_FROM` words or more with the
     compiled program, shorter ones and batches in numpy; the rewrites agree."""
     fresh = Rewriter.load(saved)
     fresh.rewrite(UNSEEN)
-    assert fresh._compiled is None  # 4 tokens: numpy; TensorFlow not even imported for it
-    long = UNSEEN[:-1] + [Turn(USER, "ok so now please play their latest album for me")]
-    assert len(long[-1].text.split()) >= COMPILED_FROM
-    single = fresh.rewrite(long)
-    assert list(fresh.compiled._programs) == [32]  # one program, for dialogues of <= 32 words
-    batched = fresh.rewrite_batch([long, UNSEEN])[0]
-    assert dataclasses.replace(single, confidence=0) == dataclasses.replace(batched, confidence=0)
-    assert single.confidence == pytest.approx(batched.confidence, rel=1e-5)
+    assert fresh._compiled is None  # a short dialogue: numpy; TensorFlow not even imported
+    source = fresh.features.encode_source(fresh.window(LONG)[0])
+    assert COMPILED_FROM <= len(source.words) <= 96
+    single = fresh.rewrite(LONG)
+    assert single.text == "play Zorblax Quintet's latest album"
+    assert list(fresh.compiled._programs) == [96]  # one program, for dialogues of 65-96 words
+    # and positions of a type not to copy are left out by the program as by numpy
+    for types in (None, {"artist"}, {"song"}):
+        single = fresh.rewrite(LONG, copy_types=types)
+        batched = fresh.rewrite_batch([LONG, UNSEEN], [types, None])[0]
+        assert (dataclasses.replace(single, confidence=0)
+                == dataclasses.replace(batched, confidence=0))
+        assert single.confidence == pytest.approx(batched.confidence, rel=1e-5)
+    assert "Zorblax" not in single.text
 
 
 def test_beam_search(saved, rewriter):

@@ -1,7 +1,9 @@
-"""The compiled (XLA) greedy decoder writes what the numpy greedy decoder writes."""
+"""The compiled (XLA) program encodes and greedily decodes one dialogue as `Engine` and the numpy
+greedy decoder do."""
 import numpy as np
 import pytest
 
+from cqr_rasa.features import PAD_ID
 from cqr_rasa.model import Engine, greedy
 from cqr_rasa.model.compiled import BUCKET, CompiledGreedy
 from cqr_rasa.model.decoding import _blocked
@@ -23,16 +25,35 @@ def assert_same_hypothesis(mine, theirs):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def check(compiled, engine, prepared, state):
-    """Compares the two decoders on one dialogue."""
+def assert_same_arrays(mine, theirs):
+    """Two `Prepared` or two `State`s, field by field."""
+    for a, b in zip(mine, theirs):
+        if isinstance(b, np.ndarray):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-5)
+        else:
+            assert a == b
+
+
+def check(compiled, engine, source, uncopyable):
+    """Compares the program with `Engine` and numpy decoding on one dialogue."""
+    encoding, p_rewrite = engine.encode([source])
+    prepared, state = engine.prepare(encoding)
+    ext_ids = prepared.ext_ids.copy()
+    ext_ids[0, uncopyable] = PAD_ID
+    prepared = prepared._replace(ext_ids=ext_ids)
     ruled = greedy(engine, prepared, state, MAX_LEN, 3, 1, [set()])[0]
-    mine = compiled.decode(prepared, state, 3, 1, set())
-    if mine is not None:
-        assert_same_hypothesis(mine, ruled)
+    found = compiled.rewrite(source, uncopyable, 0.0, 3, 1, set())  # threshold 0: decodes
+    assert found.p_rewrite == pytest.approx(p_rewrite[0], abs=1e-5)
+    assert_same_arrays(found.prepared, prepared)
+    assert_same_arrays(found.state, state)
+    if found.hypothesis is not None:
+        assert_same_hypothesis(found.hypothesis, ruled)
         return
     # the first step the rules would have barred: up to it both wrote the same
-    unruled = compiled._run(prepared, state, MAX_LEN)
+    unruled = compiled._run(source, uncopyable, 0.0, MAX_LEN).hypothesis
     broken = next(k for k, t in enumerate(unruled.ids) if t in _blocked(unruled.ids[:k], 3, 1))
+
     def head(hyp):
         return hyp._replace(**{field: value[:broken] for field, value in hyp._asdict().items()})
 
@@ -43,9 +64,17 @@ def check(compiled, engine, prepared, state):
 # lengths at and around the bucket boundaries. An untrained network repeats itself, so most of
 # its rewrites break the rules; `test_rewriter` compares whole rewrites of a trained one.
 @pytest.mark.parametrize("length", [4, BUCKET - 1, BUCKET, BUCKET + 1, 3 * BUCKET + 5])
-def test_compiled_greedy_matches_numpy_greedy(case, engine, length):
+def test_compiled_program_matches_the_engine_and_numpy_greedy(case, engine, length):
     compiled = CompiledGreedy(engine, MAX_LEN)
     for seed in range(4):
         sources, _ = case([length], seed=seed)
-        check(compiled, engine, *engine.prepare(engine.encode(sources)[0]))
+        check(compiled, engine, sources[0], [0, 2] if seed % 2 and length > 3 else [])
 
+
+def test_below_the_threshold_the_program_does_not_decode(case, engine):
+    compiled = CompiledGreedy(engine, MAX_LEN)
+    source = case([10])[0][0]
+    p_rewrite = compiled.rewrite(source, [], 0.0, 3, 1, set()).p_rewrite
+    above = compiled.rewrite(source, [], min(1.0, p_rewrite + 1e-3), 3, 1, set())
+    assert above.hypothesis is None and above.p_rewrite == p_rewrite
+    assert len(compiled._run(source, [], 0.0, 1).hypothesis.logps) == 1  # one step when told
