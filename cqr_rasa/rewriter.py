@@ -31,8 +31,8 @@ CONFIG_FILE = "rewriter.json"
 # the search for an insertion (see `RewriterConfig`): its beam width, and how many words it may
 # add, which bounds its cost (16 rather than 64 changed 1 of 940 cross-validated CQR rewrites)
 INSERT_BEAM, INSERT_WORDS = 4, 16
-# one dialogue of this many words or more, decoded greedily, is encoded (and decoded, when it
-# needs a rewrite) by the compiled program; shorter ones and batches in numpy. A call to the
+# one dialogue (`Rewriter.rewrite`) of this many words or more, decoded greedily, is encoded (and
+# decoded, when it needs a rewrite) by the compiled program; shorter ones and batches in numpy. A call to the
 # program costs about 0.6 ms whatever it computes (0.28 ms to call any TensorFlow program here),
 # against about 16 us a word for numpy's encoder and 0.1 ms a numpy decoder step. On 200 CQR dev
 # dialogues (D'''), medians, numpy against compiled: turns left unchanged 0.89 against 1.23 ms
@@ -114,8 +114,9 @@ class Rewriter:
         return self._compiled
 
     def warm_up(self, up_to: int = 96) -> None:
-        """Compiles the program for single dialogues (see `COMPILED_FROM`) of up to `up_to`
-        words now; a longer one's is compiled on its first use (about a second each)."""
+        """Compiles the programs for single dialogues (see `COMPILED_FROM`) of up to `up_to`
+        words now (about a second each). A longer dialogue's is compiled on a background thread
+        when one first comes; until it is there, such dialogues are rewritten in numpy."""
         if self.config.beam_size == 1:
             self.compiled.warm_up(COMPILED_FROM, up_to)
 
@@ -125,14 +126,24 @@ class Rewriter:
 
         `copy_types`, when given, are the entity types that may be copied from the context
         turns: the words of a context entity span of another type the network knows are not
-        copied (a common word among them may still be generated). None: no restriction."""
-        return self.rewrite_batch([turns], [copy_types])[0]
+        copied (a common word among them may still be generated). None: no restriction.
+
+        A dialogue of `COMPILED_FROM` words or more, decoded greedily, is rewritten by the
+        compiled program once that is compiled (see `warm_up`), else in numpy: the same rewrite,
+        the numbers equal to float32 rounding."""
+        return self._rewrite([turns], [copy_types], single=True)[0]
 
     def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]],
                       copy_types: Optional[Sequence[Optional[Collection[str]]]] = None
                       ) -> List[Rewrite]:
-        """Rewrites many dialogues at once (encoding and greedy decoding are batched);
-        `copy_types` holds each dialogue's (see `rewrite`)."""
+        """Rewrites many dialogues at once, in numpy (encoding and greedy decoding are batched,
+        and the results never depend on which XLA programs happen to be compiled); `copy_types`
+        holds each dialogue's (see `rewrite`)."""
+        return self._rewrite(dialogues, copy_types, single=False)
+
+    def _rewrite(self, dialogues: Sequence[Sequence[Turn]],
+                 copy_types: Optional[Sequence[Optional[Collection[str]]]],
+                 single: bool) -> List[Rewrite]:
         results: List[Optional[Rewrite]] = [None] * len(dialogues)
         pending: List[Tuple[int, List[Turn], int]] = []
         sources: List[Source] = []
@@ -154,7 +165,7 @@ class Rewriter:
             results[i] = Rewrite(text, 1.0, False)
         if pending:
             decoded = self._decode(sources, pending, [
-                None if copy_types is None else copy_types[i] for i, _, _ in pending])
+                None if copy_types is None else copy_types[i] for i, _, _ in pending], single)
             for (i, _, _), rewrite in zip(pending, decoded):
                 results[i] = rewrite
         return results  # type: ignore[return-value]
@@ -180,12 +191,13 @@ class Rewriter:
                 if t not in open_ids]
 
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]],
-                copy_types: List[Optional[Collection[str]]]) -> List[Rewrite]:
+                copy_types: List[Optional[Collection[str]]], single: bool) -> List[Rewrite]:
         config, max_len = self.config, self.features.max_target_tokens
         threshold = config.rewrite_threshold
         doubled = [_doubled_ids(source) for source in sources]
         first = sources[0]
-        if len(sources) == 1 and config.beam_size == 1 and len(first.words) >= COMPILED_FROM:
+        if (single and config.beam_size == 1 and len(first.words) >= COMPILED_FROM
+                and self.compiled.ready(len(first.words))):
             # encoded, and decoded if it needs a rewrite, by one compiled program
             found = self.compiled.rewrite(first, self._uncopyable(first, copy_types[0]),
                                           threshold, config.no_repeat_ngram,
