@@ -115,8 +115,7 @@ class Rewriter:
 
     def warm_up(self, up_to: int = 96) -> None:
         """Compiles the programs for single dialogues (see `COMPILED_FROM`) of up to `up_to`
-        words now (about a second each). A longer dialogue's is compiled on a background thread
-        when one first comes; until it is there, such dialogues are rewritten in numpy."""
+        words now; a longer one's is compiled on its first use (about a second each)."""
         if self.config.beam_size == 1:
             self.compiled.warm_up(COMPILED_FROM, up_to)
 
@@ -129,16 +128,15 @@ class Rewriter:
         copied (a common word among them may still be generated). None: no restriction.
 
         A dialogue of `COMPILED_FROM` words or more, decoded greedily, is rewritten by the
-        compiled program once that is compiled (see `warm_up`), else in numpy: the same rewrite,
-        the numbers equal to float32 rounding."""
+        compiled program (see `warm_up`), shorter ones in numpy: the same rewrite, the numbers
+        equal to float32 rounding."""
         return self._rewrite([turns], [copy_types], single=True)[0]
 
     def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]],
                       copy_types: Optional[Sequence[Optional[Collection[str]]]] = None
                       ) -> List[Rewrite]:
-        """Rewrites many dialogues at once, in numpy (encoding and greedy decoding are batched,
-        and the results never depend on which XLA programs happen to be compiled); `copy_types`
-        holds each dialogue's (see `rewrite`)."""
+        """Rewrites many dialogues at once, in numpy, even a batch of one (encoding and greedy
+        decoding are batched); `copy_types` holds each dialogue's (see `rewrite`)."""
         return self._rewrite(dialogues, copy_types, single=False)
 
     def _rewrite(self, dialogues: Sequence[Sequence[Turn]],
@@ -196,8 +194,7 @@ class Rewriter:
         threshold = config.rewrite_threshold
         doubled = [_doubled_ids(source) for source in sources]
         first = sources[0]
-        if (single and config.beam_size == 1 and len(first.words) >= COMPILED_FROM
-                and self.compiled.ready(len(first.words))):
+        if single and config.beam_size == 1 and len(first.words) >= COMPILED_FROM:
             # encoded, and decoded if it needs a rewrite, by one compiled program
             found = self.compiled.rewrite(first, self._uncopyable(first, copy_types[0]),
                                           threshold, config.no_repeat_ngram,

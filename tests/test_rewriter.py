@@ -371,8 +371,7 @@ def test_one_dialogue_is_rewritten_by_the_compiled_program_as_numpy_would(rewrit
 
 def test_a_long_dialogue_alone_is_rewritten_by_the_compiled_program(saved):
     """`rewrite` encodes and decodes a dialogue of `COMPILED_FROM` words or more with the
-    compiled program once it is compiled (on a background thread, numpy meanwhile), shorter
-    ones and `rewrite_batch` in numpy; the rewrites agree."""
+    compiled program, shorter ones and `rewrite_batch` in numpy; the rewrites agree."""
     fresh = Rewriter.load(saved)
     fresh.rewrite(UNSEEN)
     fresh.rewrite_batch([LONG])
@@ -380,11 +379,8 @@ def test_a_long_dialogue_alone_is_rewritten_by_the_compiled_program(saved):
     assert fresh._compiled is None
     source = fresh.features.encode_source(fresh.window(LONG)[0])
     assert COMPILED_FROM <= len(source.words) <= 96
-    meanwhile = fresh.rewrite(LONG)  # numpy, while the program for 65-96 words compiles
-    assert list(fresh.compiled._compiling) == [96] and fresh.compiled._programs == {}
-    fresh.compiled._compiling[96].join()
-    assert list(fresh.compiled._programs) == [96] and fresh.compiled.ready(len(source.words))
-    assert meanwhile.text == "play Zorblax Quintet's latest album"
+    assert fresh.rewrite(LONG).text == "play Zorblax Quintet's latest album"
+    assert list(fresh.compiled._programs) == [96]  # one program, for dialogues of 65-96 words
     # and positions of a type not to copy are left out by the program as by numpy
     for types in (None, {"artist"}, {"song"}):
         single = fresh.rewrite(LONG, copy_types=types)
@@ -394,22 +390,6 @@ def test_a_long_dialogue_alone_is_rewritten_by_the_compiled_program(saved):
         assert single.confidence == pytest.approx(batched.confidence, rel=1e-5)
     assert "Zorblax" not in single.text
     assert list(fresh.compiled._programs) == [96]
-
-
-def test_a_program_that_fails_to_compile_leaves_its_dialogues_to_numpy(saved, caplog,
-                                                                       monkeypatch):
-    fresh = Rewriter.load(saved)
-
-    def broken(shortest, longest):
-        raise RuntimeError("XLA ran out of memory")
-
-    monkeypatch.setattr(fresh.compiled, "warm_up", broken)
-    with caplog.at_level("WARNING", logger="cqr_rasa.model.compiled"):
-        expected = fresh.rewrite(LONG)  # numpy, the program being compiled meanwhile
-        fresh.compiled._compiling[96].join()
-    assert "dialogues of 96 words failed" in caplog.text
-    assert not fresh.compiled.ready(70) and len(fresh.compiled._compiling) == 1  # not retried
-    assert fresh.rewrite(LONG) == expected
 
 
 def test_beam_search(saved, rewriter):

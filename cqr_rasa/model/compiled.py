@@ -7,10 +7,9 @@ program computes, from `Engine`'s folded weights, what `Engine.encode`, `Engine.
 `Engine.step` compute for one dialogue: its encoding, P(rewrite needed) and, when that reaches the
 threshold, every decoder step until EOS. A rewrite is one call.
 
-XLA compiles a program per input shape, so a dialogue is padded to a multiple of `BUCKET` words,
-and a program for each length (about 1 s here, and 13 MB) is compiled by `warm_up` or, when
-`ready` is first asked about a length, on a background thread: no rewrite waits for XLA, the
-caller decodes in numpy until the program is there. No value may
+XLA compiles a program per input shape, so a dialogue is padded to a multiple of `BUCKET` words;
+each length's program (about 1 s to compile here, 13 MB) is compiled by `warm_up` or on its
+first use. No value may
 decide a shape inside the program (an index written `logp[prev]` would: XLA would then compile
 anew for every dialogue), hence `tf.gather` throughout.
 
@@ -21,9 +20,7 @@ Left out of the program, and how its result stays `decoding.greedy`'s:
   which applies them as it goes; up to that step both write the same ids);
 - batches and beams, which stay with `Engine` and `decoding`.
 """
-import logging
 import os
-import threading
 from typing import Callable, Collection, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -37,8 +34,6 @@ from cqr_rasa.model.inference import _TINY, Engine, Prepared, State
 from cqr_rasa.model.network import NEG
 
 BUCKET = 32  # dialogues are padded to a multiple of this many words
-
-logger = logging.getLogger(__name__)
 
 
 class Compiled(NamedTuple):
@@ -149,8 +144,6 @@ class CompiledGreedy:
         # one per padded length: called directly, a traced program skips the function's
         # argument matching (about 0.2 ms a call)
         self._programs: Dict[int, Callable] = {}
-        self._compiling: Dict[int, threading.Thread] = {}  # by padded length, done or not
-        self._lock = threading.Lock()
 
     def warm_up(self, shortest: int, longest: int) -> None:
         """Compiles the programs for dialogues of `shortest` to `longest` words now, not on
@@ -159,30 +152,6 @@ class CompiledGreedy:
         for length in range(shortest + -shortest % BUCKET, longest + BUCKET, BUCKET):
             self._call(np.zeros((length, columns), np.int32), 1, 0,
                        np.zeros(length, np.int32), 1.0, 0)
-
-    def ready(self, words: int) -> bool:
-        """Whether the program for a dialogue of `words` words is compiled; if not, starts
-        compiling it on a background thread (once: a failure is logged and the length stays
-        with numpy)."""
-        length = words + -words % BUCKET
-        if length in self._programs:
-            return True
-        with self._lock:
-            if length not in self._compiling:
-                # not a daemon: the interpreter waits for it at exit rather than tearing
-                # TensorFlow down under it
-                thread = threading.Thread(target=self._compile, args=(length,),
-                                          name=f"cqr-rasa-xla-{length}")
-                self._compiling[length] = thread
-                thread.start()
-        return False
-
-    def _compile(self, length: int) -> None:
-        try:
-            self.warm_up(length, length)
-        except Exception:  # noqa: BLE001 - numpy keeps rewriting such dialogues
-            logger.warning("Compiling the rewriter's XLA program for dialogues of %d words "
-                           "failed; they are rewritten in numpy instead.", length, exc_info=True)
 
     def rewrite(self, source: Source, uncopyable: Sequence[int], threshold: float,
                 no_repeat_ngram: int, max_ngram_count: int,
