@@ -32,14 +32,14 @@ CONFIG_FILE = "rewriter.json"
 # add, which bounds its cost (16 rather than 64 changed 1 of 940 cross-validated CQR rewrites)
 INSERT_BEAM, INSERT_WORDS = 4, 16
 # one dialogue (`Rewriter.rewrite`) of this many words or more, decoded greedily, is encoded (and
-# decoded, when it needs a rewrite) by the compiled program; shorter ones and batches in numpy. A call to the
-# program costs about 0.6 ms whatever it computes (0.28 ms to call any TensorFlow program here),
-# against about 16 us a word for numpy's encoder and 0.1 ms a numpy decoder step. On 200 CQR dev
-# dialogues (D'''), medians, numpy against compiled: turns left unchanged 0.89 against 1.23 ms
-# under 32 words, 1.33 against 1.38 ms at 32-63, 1.87 against 1.55 ms at 64-95; rewritten turns
-# 3.0-6.3 against 1.7-3.2 ms at every length. In the example bot (34 words) the program cost
-# 0.77 ms more on a turn left unchanged and saved 1.4 ms on a rewritten one; most turns are the
-# former.
+# decoded, when it needs a rewrite) by the compiled program; shorter ones and batches in numpy.
+# A call to the program costs about 0.6 ms whatever it computes (0.28 ms to call any TensorFlow
+# program here), against about 16 us a word for numpy's encoder and 0.1 ms a numpy decoder step.
+# On 200 CQR dev dialogues (D'''), medians, numpy against compiled: turns left unchanged 0.89
+# against 1.23 ms under 32 words, 1.33 against 1.38 ms at 32-63, 1.87 against 1.55 ms at 64-95;
+# rewritten turns 3.0-6.3 against 1.7-3.2 ms at every length. In the example bot (34 words) the
+# program cost 0.77 ms more on a turn left unchanged and saved 1.4 ms on a rewritten one; most
+# turns are the former.
 COMPILED_FROM = 64
 
 
@@ -191,11 +191,10 @@ class Rewriter:
     def _decode(self, sources: List[Source], pending: List[Tuple[int, List[Turn], int]],
                 copy_types: List[Optional[Collection[str]]], single: bool) -> List[Rewrite]:
         config, max_len = self.config, self.features.max_target_tokens
-        threshold = config.rewrite_threshold
-        doubled = [_doubled_ids(source) for source in sources]
-        first = sources[0]
+        threshold, first = config.rewrite_threshold, sources[0]
         if single and config.beam_size == 1 and len(first.words) >= COMPILED_FROM:
             # encoded, and decoded if it needs a rewrite, by one compiled program
+            doubled = [_doubled_ids(first)]
             found = self.compiled.rewrite(first, self._uncopyable(first, copy_types[0]),
                                           threshold, config.no_repeat_ngram,
                                           config.max_ngram_count, doubled[0])
@@ -206,6 +205,7 @@ class Rewriter:
             hyps = [None] * len(sources)
             if max(p_rewrite) >= threshold:  # only then: most turns stop at the encoding
                 prepared, state = self._prepare(encoding, sources, copy_types)
+                doubled = [_doubled_ids(source) for source in sources]
         if max(p_rewrite) >= threshold:
             if None in hyps:  # not decoded by the program, or its rewrite broke the rules
                 hyps = ([beam_search(self.engine, prepared.take(row), state.take(row),

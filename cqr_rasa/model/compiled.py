@@ -9,9 +9,8 @@ threshold, every decoder step until EOS. A rewrite is one call.
 
 XLA compiles a program per input shape, so a dialogue is padded to a multiple of `BUCKET` words;
 each length's program (about 1 s to compile here, 13 MB) is compiled by `warm_up` or on its
-first use. No value may
-decide a shape inside the program (an index written `logp[prev]` would: XLA would then compile
-anew for every dialogue), hence `tf.gather` throughout.
+first use. No value may decide a shape inside the program (an index written `logp[prev]` would:
+XLA would then compile anew for every dialogue), hence `tf.gather` throughout.
 
 Left out of the program, and how its result stays `decoding.greedy`'s:
 - the n-gram limit and the doubled-word rule (`decoding._blocked`), which depend on the words
