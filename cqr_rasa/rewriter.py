@@ -37,7 +37,7 @@ INSERT_BEAM, INSERT_WORDS = 4, 16
 # program here), against about 16 us a word for numpy's encoder and 0.1 ms a numpy decoder step.
 # On 200 CQR dev dialogues (D'''), medians, numpy against compiled: turns left unchanged 0.89
 # against 1.23 ms under 32 words, 1.33 against 1.38 ms at 32-63, 1.87 against 1.55 ms at 64-95;
-# rewritten turns 3.0-6.3 against 1.7-3.2 ms at every length. In the example bot (34 words) the
+# rewritten turns 3.0-6.9 against 1.7-3.2 ms at every length. In the example bot (34 words) the
 # program cost 0.77 ms more on a turn left unchanged and saved 1.4 ms on a rewritten one; most
 # turns are the former.
 COMPILED_FROM = 64
