@@ -20,6 +20,7 @@ from cqr_rasa.dialogue import Example, Rewrite, Turn
 from cqr_rasa.features import (NO_LABEL, PAD_ID, UNK_ID, FeatureSpace, Source, clean_text,
                                detokenize)
 from cqr_rasa.model import Engine, Hypothesis, NetworkConfig, PointerGenerator, beam_search, greedy
+from cqr_rasa.model.decoding import doubled_ids
 from cqr_rasa.model.inference import Encoding, Prepared, State
 
 if TYPE_CHECKING:
@@ -194,10 +195,9 @@ class Rewriter:
         threshold, first = config.rewrite_threshold, sources[0]
         if single and config.beam_size == 1 and len(first.words) >= COMPILED_FROM:
             # encoded, and decoded if it needs a rewrite, by one compiled program
-            doubled = [_doubled_ids(first)]
             found = self.compiled.rewrite(first, self._uncopyable(first, copy_types[0]),
                                           threshold, config.no_repeat_ngram,
-                                          config.max_ngram_count, doubled[0])
+                                          config.max_ngram_count)
             p_rewrite, prepared, state = [found.p_rewrite], found.prepared, found.state
             hyps: List[Optional[Hypothesis]] = [found.hypothesis]
         else:
@@ -205,9 +205,9 @@ class Rewriter:
             hyps = [None] * len(sources)
             if max(p_rewrite) >= threshold:  # only then: most turns stop at the encoding
                 prepared, state = self._prepare(encoding, sources, copy_types)
-                doubled = [_doubled_ids(source) for source in sources]
         if max(p_rewrite) >= threshold:
             if None in hyps:  # not decoded by the program, or its rewrite broke the rules
+                doubled = [doubled_ids(source) for source in sources]
                 hyps = ([beam_search(self.engine, prepared.take(row), state.take(row),
                                      config.beam_size, max_len, config.no_repeat_ngram,
                                      config.max_ngram_count, config.eos_penalty, doubled[row[0]])
@@ -218,7 +218,7 @@ class Rewriter:
                 if (config.insert_threshold < 1.0 and p >= config.insert_threshold
                         and hyp.ids == source.ext_ids[source.utterance_start:]):
                     hyps[row] = self._insertion(prepared.take([row]), state.take([row]), source,
-                                                hyp, doubled[row])
+                                                hyp)
         out = []
         for (_, window, offset), source, hyp, p in zip(pending, sources, hyps, p_rewrite):
             utterance = window[-1].text
@@ -267,7 +267,7 @@ class Rewriter:
         return prepared, state
 
     def _insertion(self, prepared: Prepared, state: State, source: Source,
-                   unchanged: Hypothesis, doubled: Collection[int]) -> Hypothesis:
+                   unchanged: Hypothesis) -> Hypothesis:
         """The best rewrite that inserts into the utterance a word copied from the context that
         the utterance lacks, if it scores within `insert_margin` of `unchanged`; else
         `unchanged`."""
@@ -285,7 +285,7 @@ class Rewriter:
         found = beam_search(self.engine, prepared, state, INSERT_BEAM,
                             min(self.features.max_target_tokens, len(own) + INSERT_WORDS),
                             config.no_repeat_ngram, config.max_ngram_count, config.eos_penalty,
-                            doubled, accept=inserts_a_new_word,
+                            doubled_ids(source), accept=inserts_a_new_word,
                             floor=unchanged.score - config.insert_margin)
         return unchanged if found is None else found
 
@@ -362,12 +362,6 @@ def surface(token: int, attention: Sequence[float], source: Source, hits: List[i
         hits = inner
     best = max(hits, key=lambda i: float(attention[i]))
     return source.words[best], best
-
-
-def _doubled_ids(source: Source) -> Set[int]:
-    """Ids the dialogue writes twice in a row within a turn ("Jing Jing"): the decoder may too."""
-    ids, turns = source.ext_ids, source.turn_index
-    return {a for a, b, t, u in zip(ids, ids[1:], turns, turns[1:]) if a == b and t == u}
 
 
 def droppable_words(examples: Iterable[Example], features: FeatureSpace) -> Set[str]:

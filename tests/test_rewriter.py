@@ -344,6 +344,7 @@ def test_one_dialogue_is_rewritten_by_the_compiled_program_as_numpy_would(rewrit
     limit."""
     from cqr_rasa.model import greedy
     from cqr_rasa.model.compiled import CompiledGreedy
+    from cqr_rasa.model.decoding import doubled_ids
 
     compiled, engine = CompiledGreedy(rewriter.engine, max_len), rewriter.engine
     config, cut = rewriter.config, 0
@@ -352,14 +353,14 @@ def test_one_dialogue_is_rewritten_by_the_compiled_program_as_numpy_would(rewrit
         encoding, p_rewrite = engine.encode([source])
         prepared, state = engine.prepare(encoding)
         found = compiled.rewrite(source, [], config.rewrite_threshold, config.no_repeat_ngram,
-                                 config.max_ngram_count, set())
+                                 config.max_ngram_count)
         assert found.p_rewrite == pytest.approx(p_rewrite[0], abs=1e-5)
         if found.p_rewrite < config.rewrite_threshold:
             assert found.hypothesis is None
             continue
         mine = found.hypothesis
         theirs = greedy(engine, prepared, state, max_len, config.no_repeat_ngram,
-                        config.max_ngram_count, [set()])[0]
+                        config.max_ngram_count, [doubled_ids(source)])[0]
         assert mine.ids == theirs.ids and mine.copied == theirs.copied
         assert mine.logps == pytest.approx(theirs.logps, abs=1e-4)
         for a, b in zip(mine.attention, theirs.attention):

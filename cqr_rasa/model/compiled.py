@@ -19,16 +19,13 @@ Left out of the program, and how its result stays `decoding.greedy`'s:
   which applies them as it goes; up to that step both write the same ids);
 - batches and beams, which stay with `Engine` and `decoding`.
 """
-import os
-from typing import Callable, Collection, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as Rasa sets it: no C++ INFO lines
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, Source, pad_sources
-from cqr_rasa.model.decoding import NEVER, Hypothesis, _copied, breaks_rules
+from cqr_rasa.model.decoding import NEVER, Hypothesis, _copied, breaks_rules, doubled_ids
 from cqr_rasa.model.inference import _TINY, Engine, Prepared, State
 from cqr_rasa.model.network import NEG
 
@@ -39,8 +36,10 @@ class Compiled(NamedTuple):
     """What the program found for one dialogue."""
 
     p_rewrite: float
-    prepared: Prepared  # what numpy decoding reads (as `Engine.prepare` makes it)
-    state: State
+    # what numpy decoding reads (as `Engine.prepare` makes it), when `p_rewrite` reached the
+    # threshold; else None (most turns: nothing more to do)
+    prepared: Optional[Prepared]
+    state: Optional[State]
     # the greedy rewrite when `p_rewrite` reached the threshold and it kept to the rules, else None
     hypothesis: Optional[Hypothesis]
 
@@ -153,14 +152,13 @@ class CompiledGreedy:
                        np.zeros(length, np.int32), 1.0, 0)
 
     def rewrite(self, source: Source, uncopyable: Sequence[int], threshold: float,
-                no_repeat_ngram: int, max_ngram_count: int,
-                doubled: Collection[int]) -> Compiled:
-        """P(rewrite needed) of one dialogue, what numpy decoding of it reads and, when P reaches
-        `threshold`, `decoding.greedy`'s hypothesis if it kept to the rules (see the module's
+                no_repeat_ngram: int, max_ngram_count: int) -> Compiled:
+        """P(rewrite needed) of one dialogue and, when P reaches `threshold`, what numpy decoding
+        of it reads and `decoding.greedy`'s hypothesis if it kept to the rules (see the module's
         docstring). The `uncopyable` positions may not be copied."""
         found = self._run(source, uncopyable, threshold, self.max_len)
         if found.hypothesis is not None and breaks_rules(
-                found.hypothesis.ids, no_repeat_ngram, max_ngram_count, doubled):
+                found.hypothesis.ids, no_repeat_ngram, max_ngram_count, doubled_ids(source)):
             return found._replace(hypothesis=None)
         return found
 
@@ -183,8 +181,11 @@ class CompiledGreedy:
                              list(attns.numpy()[:written, :length]),
                              [_copied(c, t, self.engine.gen_vocab)
                               for c, t in zip(copied.numpy()[:written].tolist(), ids)])
+        p_rewrite = float(p_rewrite)
+        if p_rewrite < threshold:
+            return Compiled(p_rewrite, None, None, hyp)
         init, zeros = init.numpy()[None], np.zeros((1, length), np.float32)
-        return Compiled(float(p_rewrite),
+        return Compiled(p_rewrite,
                         Prepared(states.numpy()[None, :length], projected.numpy()[None, :length],
                                  ext_ids, None, self.engine.gen_vocab + padded.max_oov),
                         State(init[:, :h], init[:, h:], np.zeros((1, 2 * h), np.float32), zeros,

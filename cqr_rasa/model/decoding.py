@@ -1,11 +1,11 @@
 """Greedy and beam decoding, limiting how often an n-gram may recur."""
 import math
 from typing import (Callable, Collection, Dict, Iterable, List, NamedTuple, Optional, Sequence,
-                    Tuple)
+                    Set, Tuple)
 
 import numpy as np
 
-from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from cqr_rasa.features import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Source
 from cqr_rasa.model.inference import Engine, Prepared, State
 from cqr_rasa.model.network import NEG
 
@@ -32,6 +32,12 @@ def _copied(switch_copied: bool, token: int, gen_vocab: int) -> bool:
     switch), or the id is outside the generation vocabulary and so can only have come from the
     dialogue."""
     return bool(switch_copied) or token >= gen_vocab
+
+
+def doubled_ids(source: Source) -> Set[int]:
+    """Ids the dialogue writes twice in a row within a turn ("Jing Jing"): the decoder may too."""
+    ids, turns = source.ext_ids, source.turn_index
+    return {a for a, b, t, u in zip(ids, ids[1:], turns, turns[1:]) if a == b and t == u}
 
 
 def _blocked(ids: Sequence[int], n: int, limit: int,

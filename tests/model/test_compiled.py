@@ -6,7 +6,7 @@ import pytest
 from cqr_rasa.features import PAD_ID
 from cqr_rasa.model import Engine, greedy
 from cqr_rasa.model.compiled import BUCKET, CompiledGreedy
-from cqr_rasa.model.decoding import _blocked
+from cqr_rasa.model.decoding import _blocked, doubled_ids
 
 MAX_LEN = 12
 
@@ -42,8 +42,9 @@ def check(compiled, engine, source, uncopyable):
     ext_ids = prepared.ext_ids.copy()
     ext_ids[0, uncopyable] = PAD_ID
     prepared = prepared._replace(ext_ids=ext_ids)
-    ruled = greedy(engine, prepared, state, MAX_LEN, 3, 1, [set()])[0]
-    found = compiled.rewrite(source, uncopyable, 0.0, 3, 1, set())  # threshold 0: decodes
+    doubled = doubled_ids(source)
+    ruled = greedy(engine, prepared, state, MAX_LEN, 3, 1, [doubled])[0]
+    found = compiled.rewrite(source, uncopyable, 0.0, 3, 1)  # threshold 0: decodes
     assert found.p_rewrite == pytest.approx(p_rewrite[0], abs=1e-5)
     assert_same_arrays(found.prepared, prepared)
     assert_same_arrays(found.state, state)
@@ -52,7 +53,8 @@ def check(compiled, engine, source, uncopyable):
         return
     # the first step the rules would have barred: up to it both wrote the same
     unruled = compiled._run(source, uncopyable, 0.0, MAX_LEN).hypothesis
-    broken = next(k for k, t in enumerate(unruled.ids) if t in _blocked(unruled.ids[:k], 3, 1))
+    broken = next(k for k, t in enumerate(unruled.ids)
+                  if t in _blocked(unruled.ids[:k], 3, 1, doubled))
 
     def head(hyp):
         return hyp._replace(**{field: value[:broken] for field, value in hyp._asdict().items()})
@@ -74,7 +76,7 @@ def test_compiled_program_matches_the_engine_and_numpy_greedy(case, engine, leng
 def test_below_the_threshold_the_program_does_not_decode(case, engine):
     compiled = CompiledGreedy(engine, MAX_LEN)
     source = case([10])[0][0]
-    p_rewrite = compiled.rewrite(source, [], 0.0, 3, 1, set()).p_rewrite
-    above = compiled.rewrite(source, [], min(1.0, p_rewrite + 1e-3), 3, 1, set())
+    p_rewrite = compiled.rewrite(source, [], 0.0, 3, 1).p_rewrite
+    above = compiled.rewrite(source, [], min(1.0, p_rewrite + 1e-3), 3, 1)
     assert above.hypothesis is None and above.p_rewrite == p_rewrite
     assert len(compiled._run(source, [], 0.0, 1).hypothesis.logps) == 1  # one step when told
