@@ -32,16 +32,13 @@ CONFIG_FILE = "rewriter.json"
 # the search for an insertion (see `RewriterConfig`): its beam width, and how many words it may
 # add, which bounds its cost (16 rather than 64 changed 1 of 940 cross-validated CQR rewrites)
 INSERT_BEAM, INSERT_WORDS = 4, 16
-# one dialogue (`Rewriter.rewrite`) of this many words or more, decoded greedily, is encoded (and
-# decoded, when it needs a rewrite) by the compiled program; shorter ones and batches in numpy.
-# A call to the program costs about 0.6 ms whatever it computes (0.28 ms to call any TensorFlow
-# program here), against about 16 us a word for numpy's encoder and 0.1 ms a numpy decoder step.
-# On 200 CQR dev dialogues (D'''), medians, numpy against compiled: turns left unchanged 0.89
-# against 1.23 ms under 32 words, 1.33 against 1.38 ms at 32-63, 1.87 against 1.55 ms at 64-95;
-# rewritten turns 3.0-6.9 against 1.7-3.2 ms at every length. In the example bot (34 words) the
-# program cost 0.77 ms more on a turn left unchanged and saved 1.4 ms on a rewritten one; most
-# turns are the former.
-COMPILED_FROM = 64
+# One dialogue (`Rewriter.rewrite`) decoded greedily is encoded, and decoded when it needs a
+# rewrite, by the compiled program; batches and beam search in numpy. On 200 CQR dev dialogues
+# (D''', medians, numpy against the program): turns left unchanged 0.82 against 0.77 ms under 32
+# words, 1.35 against 0.99 ms at 32-63, 1.93 against 1.30 ms at 64-95; rewritten turns 3.3-5.9
+# against 1.5-2.6 ms. On the example bot's 12-word dialogue the program costs 0.23 ms more on
+# "thanks" (0.73 against 0.50 ms) and saves 0.7 ms on "play their latest album" (1.1 against
+# 1.8 ms): what decides the component's cost on rewritten turns, its tighter bound.
 
 
 class ModelFileError(ValueError):
@@ -115,10 +112,10 @@ class Rewriter:
         return self._compiled
 
     def warm_up(self, up_to: int = 96) -> None:
-        """Compiles the programs for single dialogues (see `COMPILED_FROM`) of up to `up_to`
-        words now; a longer one's is compiled on its first use (about a second each)."""
+        """Compiles the programs for single dialogues of up to `up_to` words now; a longer
+        one's is compiled on its first use (about a second each)."""
         if self.config.beam_size == 1:
-            self.compiled.warm_up(COMPILED_FROM, up_to)
+            self.compiled.warm_up(up_to)
 
     def rewrite(self, turns: Sequence[Turn],
                 copy_types: Optional[Collection[str]] = None) -> Rewrite:
@@ -128,9 +125,9 @@ class Rewriter:
         turns: the words of a context entity span of another type the network knows are not
         copied (a common word among them may still be generated). None: no restriction.
 
-        A dialogue of `COMPILED_FROM` words or more, decoded greedily, is rewritten by the
-        compiled program (see `warm_up`), shorter ones in numpy: the same rewrite, the numbers
-        equal to float32 rounding."""
+        Decoded greedily, the dialogue is rewritten by the compiled program (see `warm_up`),
+        with beam search in numpy: the same rewrite as `rewrite_batch`, the numbers equal to
+        float32 rounding."""
         return self._rewrite([turns], [copy_types], single=True)[0]
 
     def rewrite_batch(self, dialogues: Sequence[Sequence[Turn]],
@@ -193,7 +190,7 @@ class Rewriter:
                 copy_types: List[Optional[Collection[str]]], single: bool) -> List[Rewrite]:
         config, max_len = self.config, self.features.max_target_tokens
         threshold, first = config.rewrite_threshold, sources[0]
-        if single and config.beam_size == 1 and len(first.words) >= COMPILED_FROM:
+        if single and config.beam_size == 1:
             # encoded, and decoded if it needs a rewrite, by one compiled program
             found = self.compiled.rewrite(first, self._uncopyable(first, copy_types[0]),
                                           threshold, config.no_repeat_ngram,

@@ -20,7 +20,6 @@ from cqr_rasa.dialogue import BOT, USER, EntitySpan, Example, Turn
 from cqr_rasa.features import BOS_ID, PAD_ID
 from cqr_rasa.model import NetworkConfig, PointerGenerator
 from cqr_rasa.rewriter import (
-    COMPILED_FROM,
     CONFIG_FILE,
     FORMAT_VERSION,
     WEIGHTS_FILE,
@@ -331,7 +330,7 @@ def test_rewrite_batch_equals_single_rewrites(rewriter):
         assert got.sources == single.sources
 
 
-# a first turn long enough that the dialogue reaches `COMPILED_FROM` words
+# a first turn long enough that the dialogue needs a longer program than the others
 LONG = [Turn(BOT, "hi! I can play any song, album or playlist you like, tell you who sings a "
                   "song or what is new this week, and show you what your friends are listening "
                   "to right now, or what they liked best last month; just ask me.")] + UNSEEN
@@ -370,27 +369,29 @@ def test_one_dialogue_is_rewritten_by_the_compiled_program_as_numpy_would(rewrit
     assert bool(cut) == (max_len == 3)
 
 
-def test_a_long_dialogue_alone_is_rewritten_by_the_compiled_program(saved):
-    """`rewrite` encodes and decodes a dialogue of `COMPILED_FROM` words or more with the
-    compiled program, shorter ones and `rewrite_batch` in numpy; the rewrites agree."""
+def test_a_single_dialogue_is_rewritten_by_the_compiled_program(saved):
+    """`rewrite` encodes and decodes one dialogue with the compiled program for its padded
+    length, `rewrite_batch` in numpy; the rewrites agree."""
     fresh = Rewriter.load(saved)
-    fresh.rewrite(UNSEEN)
     fresh.rewrite_batch([LONG])
-    # a short dialogue, a batch (even of one): numpy; TensorFlow not even imported
+    # a batch (even of one): numpy; TensorFlow not even imported
     assert fresh._compiled is None
+    fresh.rewrite(UNSEEN)
+    assert list(fresh.compiled._programs) == [32]
     source = fresh.features.encode_source(fresh.window(LONG)[0])
-    assert COMPILED_FROM <= len(source.words) <= 96
+    assert 64 < len(source.words) <= 96
     assert fresh.rewrite(LONG).text == "play Zorblax Quintet's latest album"
-    assert list(fresh.compiled._programs) == [96]  # one program, for dialogues of 65-96 words
+    assert list(fresh.compiled._programs) == [32, 96]  # one program per padded length
     # and positions of a type not to copy are left out by the program as by numpy
-    for types in (None, {"artist"}, {"song"}):
-        single = fresh.rewrite(LONG, copy_types=types)
-        batched = fresh.rewrite_batch([LONG], [types])[0]
-        assert (dataclasses.replace(single, confidence=0)
-                == dataclasses.replace(batched, confidence=0))
-        assert single.confidence == pytest.approx(batched.confidence, rel=1e-5)
-    assert "Zorblax" not in single.text
-    assert list(fresh.compiled._programs) == [96]
+    for turns in (UNSEEN, LONG):
+        for types in (None, {"artist"}, {"song"}):
+            single = fresh.rewrite(turns, copy_types=types)
+            batched = fresh.rewrite_batch([turns], [types])[0]
+            assert (dataclasses.replace(single, confidence=0)
+                    == dataclasses.replace(batched, confidence=0))
+            assert single.confidence == pytest.approx(batched.confidence, rel=1e-5)
+        assert "Zorblax" not in single.text
+    assert list(fresh.compiled._programs) == [32, 96]
 
 
 def test_beam_search(saved, rewriter):

@@ -80,3 +80,19 @@ def test_below_the_threshold_the_program_does_not_decode(case, engine):
     above = compiled.rewrite(source, [], min(1.0, p_rewrite + 1e-3), 3, 1)
     assert above.hypothesis is None and above.p_rewrite == p_rewrite
     assert len(compiled._run(source, [], 0.0, 1).hypothesis.logps) == 1  # one step when told
+
+
+def test_warm_up_compiles_each_padded_length_and_the_direct_call_gives_the_programs_outputs(
+        engine):
+    import tensorflow as tf
+
+    compiled = CompiledGreedy(engine, MAX_LEN)
+    compiled.warm_up(BUCKET + 1)
+    assert list(compiled._programs) == [BUCKET, 2 * BUCKET]
+    args = [tf.constant(a) for a in (np.ones((BUCKET, len(engine.embeddings)), np.int32), 9, 3,
+                                     np.arange(BUCKET, dtype=np.int32), 0.0, MAX_LEN)]
+    program = compiled._function.get_concrete_function(*args)
+    # TensorFlow 2.12, which Rasa 3.6 pins: the call skips the signature checks
+    assert hasattr(program, "_inference_function")
+    for mine, theirs in zip(compiled._programs[BUCKET](args), program(*args)):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
