@@ -4,8 +4,8 @@ A rewrite is encoded and then decoded one word at a time at batch 1, where PyTor
 its time dispatching small operations (on the development machine a one-row linear layer took
 30 us, against 1-6 us for a numpy operation). This module computes what `PointerGenerator.encode`,
 `step` and `extended_logp` compute, with the weights folded once when the rewriter loads. Only the
-encoder's BiLSTM over a long batch is left to PyTorch, one call over the whole sequence; one long
-dialogue is rewritten by a single XLA program computing the same (`compiled.py`).
+encoder's BiLSTM over a long batch is left to PyTorch, one call over the whole sequence; a single
+dialogue decoded greedily is rewritten by an XLA program computing the same (`compiled.py`).
 
 - The encoder's input projection is a sum of rows looked up per feature column (each embedding
   table times its slice of the input weights, one table per direction).
