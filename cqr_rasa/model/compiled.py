@@ -82,11 +82,15 @@ class CompiledGreedy:
             forward = tf.TensorArray(tf.float32, size=length, element_shape=[h])
             backward = tf.TensorArray(tf.float32, size=length, element_shape=[h])
             hidden, cell = tf.zeros([2, h]), tf.zeros([2, h])
-            for t in tf.range(n):
+            # not `for t in tf.range(n)`: its Range op, though unused, makes XLA take `n` for a
+            # compile-time constant and compile the program anew for every dialogue length
+            t = tf.constant(0)
+            while t < n:
                 hidden, cell = lstm(tf.gather(inputs, t) + tf.einsum(
                     "dh,dhg->dg", hidden, w["w_encoder_hh"]), cell)
                 forward = forward.write(t, hidden[0])
                 backward = backward.write(n - 1 - t, hidden[1])
+                t += 1
             states = tf.concat([forward.stack(), backward.stack()], 1)
             states *= tf.cast(valid, tf.float32)[:, None]
             pooled = tf.concat([
