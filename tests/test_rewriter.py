@@ -338,7 +338,7 @@ LONG = [Turn(BOT, "hi! I can play any song, album or playlist you like, tell you
 
 @pytest.mark.parametrize("max_len", [64, 3])
 def test_one_dialogue_is_rewritten_by_the_compiled_program_as_numpy_would(rewriter, max_len):
-    """The compiled (XLA) program, which `rewrite` uses for one long dialogue, encodes it and
+    """The compiled (XLA) program, which `rewrite` uses for one dialogue, encodes it and
     decodes greedily as `Engine` and numpy do, whether the rewrite ends or reaches the length
     limit."""
     from cqr_rasa.model import greedy
