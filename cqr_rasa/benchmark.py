@@ -86,7 +86,8 @@ def run_benchmark(model_dir: Union[str, Path], repeats: int = 200, batch_size: i
     t5 = _t5_timings(source_tokens, out_tokens, t5_repeats)
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, default threads for both "
-                   f"(OpenBLAS for the rewriter, {torch.get_num_threads()} torch for T5), "
+                   f"(XLA for the rewriter's one dialogue, OpenBLAS for its batches, "
+                   f"{torch.get_num_threads()} torch for T5), "
                    f"Python {platform.python_version()}, torch {torch.__version__}",
         "model": describe(rewriter),
         "input_tokens": source_tokens,
