@@ -92,19 +92,25 @@ def context_turns(tracker: Optional[DialogueStateTracker], max_turns: int,
     """
     if tracker is None or max_turns <= 0:
         return []
+    events = tracker.applied_events()
+    # only the last `max_turns` turns are built (a long conversation has thousands), but the
+    # slot values are followed from the start
+    turns_at = [i for i, event in enumerate(events) if _is_turn(event)]
+    first = turns_at[-max_turns] if len(turns_at) >= max_turns else 0
     raw: List[Any] = []
     slots: Dict[str, str] = {}
-    for event in tracker.applied_events():
+    for i, event in enumerate(events):
         if isinstance(event, SlotSet) and isinstance(event.value, str) and event.value.strip():
             slots[event.value] = event.key
-        elif isinstance(event, UserUttered) and event.text is not None:
+        elif i < first or not _is_turn(event):
+            continue
+        elif isinstance(event, UserUttered):
             parse = event.parse_data or {}
             text = parse.get(TEXT) if isinstance(parse.get(TEXT), str) else event.text
             raw.append(Turn(USER, text, event.intent_name, entity_spans(text, parse.get(ENTITIES))))
-        elif isinstance(event, BotUttered) and event.text:
+        else:
             response = (event.metadata or {}).get("utter_action")
             raw.append((event.text, dict(slots), response if isinstance(response, str) else None))
-    raw = raw[-max_turns:]
     user_values = {span.value or turn.text[span.start:span.end]: span.entity
                    for turn in raw if isinstance(turn, Turn) for span in turn.entities}
     turns = []
@@ -126,3 +132,9 @@ def context_turns(tracker: Optional[DialogueStateTracker], max_turns: int,
             spans = extract_bot_entities(text)
         turns.append(Turn(BOT, text, None, spans))
     return turns
+
+
+def _is_turn(event: Any) -> bool:
+    """A user message or a bot text: what the rewriter reads as a turn."""
+    return ((isinstance(event, UserUttered) and event.text is not None)
+            or (isinstance(event, BotUttered) and bool(event.text)))

@@ -76,3 +76,21 @@ def test_context_turns_prefer_the_template_over_value_matching():
     assert [(s.entity, s.value) for s in with_templates[2].entities] == [("song", "Imagine")]
     without = context_turns(tracker, 8)
     assert [(s.entity, s.value) for s in without[1].entities] == [("song", "Imagine")]
+
+
+def test_context_turns_keep_the_last_turns_and_the_slots_set_before_them():
+    events = [ActionExecuted("action_listen"),
+              UserUttered("play believer", {"name": "play_song", "confidence": 1.0}),
+              SlotSet("singer", "Imagine Dragons"),
+              BotUttered("Playing it.")]
+    for k in range(5):
+        events += [ActionExecuted("action_listen"),
+                   UserUttered(f"thanks {k}", {"name": "thank", "confidence": 1.0}),
+                   BotUttered("Imagine Dragons again?" if k == 4 else "You're welcome.")]
+    tracker = DialogueStateTracker.from_events("t", events)
+    turns = context_turns(tracker, 3)
+    assert [(t.speaker, t.text) for t in turns] == [
+        ("bot", "You're welcome."), ("user", "thanks 4"), ("bot", "Imagine Dragons again?")]
+    # the slot set six turns before the window still names the artist in its last turn
+    assert turns[-1].entities == [EntitySpan(0, 15, "singer", "Imagine Dragons")]
+    assert len(context_turns(tracker, 12)) == 12 and len(context_turns(tracker, 100)) == 12
