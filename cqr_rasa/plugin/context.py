@@ -95,14 +95,13 @@ def context_turns(tracker: Optional[DialogueStateTracker], max_turns: int,
     events = tracker.applied_events()
     # only the last `max_turns` turns are built (a long conversation has thousands), but the
     # slot values are followed from the start
-    turns_at = [i for i, event in enumerate(events) if _is_turn(event)]
-    first = turns_at[-max_turns] if len(turns_at) >= max_turns else 0
+    window = set([i for i, event in enumerate(events) if _is_turn(event)][-max_turns:])
     raw: List[Any] = []
     slots: Dict[str, str] = {}
     for i, event in enumerate(events):
         if isinstance(event, SlotSet) and isinstance(event.value, str) and event.value.strip():
             slots[event.value] = event.key
-        elif i < first or not _is_turn(event):
+        elif i not in window:
             continue
         elif isinstance(event, UserUttered):
             parse = event.parse_data or {}

@@ -82,15 +82,20 @@ def test_below_the_threshold_the_program_does_not_decode(case, engine):
     assert len(compiled._run(source, [], 0.0, 1).hypothesis.logps) == 1  # one step when told
 
 
-def test_warm_up_compiles_each_padded_length_and_the_direct_call_gives_the_programs_outputs(
-        engine):
+def program_args(engine, n, start, threshold, steps):
+    """The program's arguments for a `BUCKET`-word dialogue of `n` words."""
     import tensorflow as tf
 
+    return [tf.constant(a) for a in (np.ones((BUCKET, len(engine.embeddings)), np.int32), n,
+                                     start, np.arange(BUCKET, dtype=np.int32), threshold, steps)]
+
+
+def test_warm_up_compiles_each_padded_length_and_the_direct_call_gives_the_programs_outputs(
+        engine):
     compiled = CompiledGreedy(engine, MAX_LEN)
     compiled.warm_up(BUCKET + 1)
     assert list(compiled._programs) == [BUCKET, 2 * BUCKET]
-    args = [tf.constant(a) for a in (np.ones((BUCKET, len(engine.embeddings)), np.int32), 9, 3,
-                                     np.arange(BUCKET, dtype=np.int32), 0.0, MAX_LEN)]
+    args = program_args(engine, 9, 3, 0.0, MAX_LEN)
     program = compiled._function.get_concrete_function(*args)
     # TensorFlow 2.12, which Rasa 3.6 pins: the call skips the signature checks
     assert hasattr(program, "_inference_function")
@@ -103,14 +108,10 @@ def test_one_program_serves_every_length_and_setting_within_its_bucket(engine):
     made the dialogue's length one, and each new length cost a compile (0.45 s here). The
     program's HLO must not depend on the length, the utterance's start, the threshold or the
     number of steps."""
-    import tensorflow as tf
-
     compiled = CompiledGreedy(engine, MAX_LEN)
-    columns = len(engine.embeddings)
 
-    def hlo(n, start, threshold, steps):
-        args = [tf.constant(a) for a in (np.ones((BUCKET, columns), np.int32), n, start,
-                                         np.arange(BUCKET, dtype=np.int32), threshold, steps)]
+    def hlo(*settings):
+        args = program_args(engine, *settings)
         return compiled._function.experimental_get_compiler_ir(*args)(stage="hlo")
 
     assert hlo(5, 3, 0.5, MAX_LEN) == hlo(BUCKET - 1, 20, 0.0, 2)
